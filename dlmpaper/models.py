@@ -1,0 +1,739 @@
+"""One interface over every masked diffusion LM, and the registry of known models.
+
+DESIGN.md "models": encode a chat prompt, append mask tokens, read logits, know the
+mask / end-of-sequence ids. The paper's probe (§4, issue (i): 128 masks after a chat
+prompt, one forward pass) and the marginal trap (§4, issue (ii)) both go through
+:class:`DiffusionLM`, so they run unchanged on the embedded model, LLaDA and Dream.
+Notebook 00_models tabulates :meth:`DiffusionLM.describe`; notebooks 03 and 04 call
+:meth:`DiffusionLM.logits`.
+
+Loading goes through :func:`load_model`; :func:`check_model_name` validates a name
+without loading anything so callers (CLI, notebooks) can fail before expensive work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+import os
+import re
+import threading
+import urllib.error
+import urllib.request
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import torch
+
+from dlmpaper import paths
+
+__all__ = [
+    "DiffusionLM",
+    "ModelSpec",
+    "REGISTRY",
+    "RETRAIN_COMMAND",
+    "MANIFEST_NAME",
+    "UnknownModelError",
+    "HubAccessError",
+    "ManifestError",
+    "ModelNotFoundError",
+    "RemoteCodeRequiredError",
+    "TokenIdError",
+    "check_model_name",
+    "hub_available",
+    "is_hub_id",
+    "load_model",
+    "resolve_device",
+    "resolve_dtype",
+    "verify_manifest",
+    "with_overrides",
+]
+
+#: Command that rebuilds the shipped embedded checkpoint (named in every checkpoint error).
+RETRAIN_COMMAND = "python -m dlmpaper.train --preset embedded"
+#: Checksum file shipped next to the embedded checkpoint (``<sha256>  <filename>`` lines).
+MANIFEST_NAME = "MANIFEST.sha256"
+
+
+# --------------------------------------------------------------------------- errors
+class UnknownModelError(ValueError):
+    """A model name that is neither registered, a local directory, nor a hub id."""
+
+
+class HubAccessError(RuntimeError):
+    """The Hugging Face Hub cannot be reached and the files are not cached."""
+
+
+class ManifestError(RuntimeError):
+    """A checkpoint file does not match its ``MANIFEST.sha256`` line."""
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """A local checkpoint directory (e.g. the embedded model) is missing or incomplete."""
+
+
+class RemoteCodeRequiredError(ValueError):
+    """The model needs ``trust_remote_code=True`` and the caller did not pass it."""
+
+
+class TokenIdError(ValueError):
+    """Special-token ids that are missing or disagree between registry and tokenizer."""
+
+
+# --------------------------------------------------------------------------- registry
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to load one model and which special ids it uses (DESIGN.md "Facts").
+
+    Ids are resolved in this order: explicit ``*_id``; else the ``*_token`` string
+    looked up in the tokenizer; else the tokenizer's own special tokens.
+
+    ``attention_mask``: ``"2d"`` (HF standard ``(B, L)``) or ``"4d"`` (boolean
+    ``(B, 1, L, L)``, what Dream's remote code expects). ``rotary``: positions enter
+    only through rotary embeddings (LLaDA), so left padding with a key mask leaves the
+    real tokens' logits unchanged even without ``position_ids``.
+    """
+
+    name: str
+    hub_id: str | None
+    adapter: str  # "embedded" | "llada" | "dream" | "masked_lm"
+    family: str = "masked"
+    mask_id: int | None = None
+    eos_id: int | None = None
+    eot_id: int | None = None
+    pad_id: int | None = None
+    shift_logits: bool = False
+    dtype: str = "float32"
+    description: str = ""
+    licence: str = ""
+    auto_class: str = "AutoModelForMaskedLM"
+    needs_remote_code: bool = False
+    mask_token: str | None = None
+    eos_token: str | None = None
+    eot_token: str | None = None
+    attention_mask: str = "2d"
+    rotary: bool = False
+
+
+_LLADA = dict(
+    adapter="llada",
+    family="masked",
+    mask_id=126336,
+    eos_id=126081,
+    eot_id=126348,
+    pad_id=126081,
+    shift_logits=False,
+    dtype="bfloat16",
+    licence="MIT",
+    auto_class="AutoModel",
+    needs_remote_code=True,
+    mask_token="<|mdm_mask|>",
+    eos_token="<|endoftext|>",
+    eot_token="<|eot_id|>",
+    attention_mask="2d",
+    rotary=True,
+)
+
+#: Known models by short name (notebook 00_models lists them).
+REGISTRY: dict[str, ModelSpec] = {
+    "embedded": ModelSpec(
+        name="embedded",
+        hub_id=None,  # lives at dlmpaper.paths.EMBEDDED_MODEL
+        adapter="embedded",
+        dtype="float32",
+        description="the project's small masked diffusion LM, trained by dlmpaper, shipped in data/",
+        licence="MIT",
+        mask_token="<|mdm_mask|>",
+        eos_token="<|endoftext|>",
+        eot_token="<|eot_id|>",
+    ),
+    "llada-8b-instruct": ModelSpec(
+        name="llada-8b-instruct",
+        hub_id="GSAI-ML/LLaDA-8B-Instruct",
+        description="LLaDA 8B Instruct (Nie et al. 2025): the model the paper probes",
+        **_LLADA,
+    ),
+    "llada-8b-base": ModelSpec(
+        name="llada-8b-base",
+        hub_id="GSAI-ML/LLaDA-8B-Base",
+        description="LLaDA 8B Base (pre-trained only)",
+        **_LLADA,
+    ),
+    "dream-7b-instruct": ModelSpec(
+        name="dream-7b-instruct",
+        hub_id="Dream-org/Dream-v0-Instruct-7B",
+        adapter="dream",
+        family="masked",
+        mask_id=151666,
+        eos_id=151643,
+        eot_id=151645,  # <|im_end|> (Qwen2 vocabulary)
+        pad_id=151643,
+        shift_logits=True,
+        dtype="bfloat16",
+        description="Dream 7B Instruct (Ye et al. 2025): output at i-1 predicts token i",
+        licence="Apache-2.0",
+        auto_class="AutoModel",
+        needs_remote_code=True,
+        mask_token="<|mask|>",
+        eos_token="<|endoftext|>",
+        eot_token="<|im_end|>",
+        attention_mask="4d",
+        rotary=True,
+    ),
+}
+
+_HUB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}$")
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def _env_true(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in _TRUE
+
+
+def is_hub_id(name: str) -> bool:
+    """True when ``name`` has the shape of a hub repository id (``org/name``)."""
+    return bool(_HUB_ID_RE.match(name)) and "--" not in name and ".." not in name
+
+
+def _known_names() -> str:
+    return ", ".join(REGISTRY)
+
+
+def check_model_name(name_or_path: str | os.PathLike) -> ModelSpec:
+    """Validate a model name cheaply (no loading, no network) and return its :class:`ModelSpec`.
+
+    Accepts a registry short name, an existing local HF directory, or a hub id
+    ``org/name``. Raises :class:`UnknownModelError` (listing the known names) or
+    :class:`ModelNotFoundError` (embedded checkpoint / local directory incomplete).
+    """
+    name = os.fspath(name_or_path)
+    if name in REGISTRY:
+        spec = REGISTRY[name]
+        if spec.hub_id is None:
+            _require_local_checkpoint(Path(paths.EMBEDDED_MODEL), embedded=True)
+        return spec
+    path = Path(name).expanduser()
+    if path.is_dir():
+        _require_local_checkpoint(path, embedded=False)
+        return ModelSpec(name=path.name, hub_id=str(path), adapter="masked_lm")
+    if is_hub_id(name):
+        for spec in REGISTRY.values():  # a registered model named by its hub id
+            if spec.hub_id == name:
+                return spec
+        return ModelSpec(name=name, hub_id=name, adapter="masked_lm")
+    raise UnknownModelError(
+        f"unknown model {name!r}: not a known name, an existing directory, or a hub id "
+        f"'org/name'. Known names: {_known_names()}."
+    )
+
+
+def _require_local_checkpoint(path: Path, *, embedded: bool) -> None:
+    if (path / "config.json").is_file():
+        return
+    if embedded:
+        raise ModelNotFoundError(
+            f"the embedded model checkpoint is missing at {path} (no config.json). "
+            f"Build it with `{RETRAIN_COMMAND}`, or restore data/embedded_model from the repository."
+        )
+    raise ModelNotFoundError(
+        f"{path} is not a Hugging Face model directory (no config.json): "
+        "pass a directory written by save_pretrained, a hub id, or one of: " + _known_names()
+    )
+
+
+# --------------------------------------------------------------------------- manifest
+_EMBEDDED_FIX = f"restore it from the repository (git) or retrain with `{RETRAIN_COMMAND}`"
+
+
+def verify_manifest(directory: str | os.PathLike, *, fix: str = _EMBEDDED_FIX) -> list[str]:
+    """Check every file listed in ``directory/MANIFEST.sha256`` against its sha256.
+
+    Returns the verified file names (empty when there is no manifest). A changed,
+    truncated or missing file raises :class:`ManifestError` naming the file and
+    ``fix`` (by default: restore from git or run :data:`RETRAIN_COMMAND`).
+    """
+    directory = Path(directory)
+    manifest = directory / MANIFEST_NAME
+    if not manifest.is_file():
+        return []
+    checked: list[str] = []
+    for lineno, raw in enumerate(manifest.read_text(encoding="utf-8").splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split(maxsplit=1)
+        if len(parts) != 2 or not re.fullmatch(r"[0-9a-fA-F]{64}", parts[0]):
+            raise ManifestError(
+                f"{manifest}: line {lineno} is not '<sha256>  <filename>': {raw!r}. Fix: {fix}."
+            )
+        expected, fname = parts[0].lower(), parts[1].strip().lstrip("*")
+        target = directory / fname
+        if Path(fname).is_absolute() or ".." in Path(fname).parts:
+            raise ManifestError(f"{manifest}: line {lineno} names a path outside the directory: {fname!r}")
+        if not target.is_file():
+            raise ManifestError(
+                f"{target} is listed in {MANIFEST_NAME} but missing. Fix: {fix}."
+            )
+        digest = hashlib.sha256()
+        with open(target, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+        if digest.hexdigest() != expected:
+            raise ManifestError(
+                f"{target} does not match {MANIFEST_NAME} (file changed or truncated: sha256 "
+                f"{digest.hexdigest()[:12]}..., expected {expected[:12]}...). Fix: {fix}."
+            )
+        checked.append(fname)
+    return checked
+
+
+# --------------------------------------------------------------------------- hub access
+def hub_available(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face Hub answers within ``timeout`` seconds.
+
+    ``HF_HUB_OFFLINE`` set -> False at once. Otherwise one HEAD request to the hub
+    endpoint (``HF_ENDPOINT`` or huggingface.co), bounded in wall time even when DNS hangs.
+    """
+    if _env_true("HF_HUB_OFFLINE"):
+        return False
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    result = {"ok": False}
+
+    def probe() -> None:
+        try:
+            urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=timeout)
+            result["ok"] = True
+        except urllib.error.HTTPError:  # the server answered (e.g. 403/405): reachable
+            result["ok"] = True
+        except Exception:  # noqa: BLE001 - any network failure means "not available"
+            result["ok"] = False
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout + 0.5)
+    return bool(result["ok"]) and not thread.is_alive()
+
+
+def _hub_cached(hub_id: str, revision: str | None) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        hit = try_to_load_from_cache(hub_id, "config.json", revision=revision)
+    except Exception:  # noqa: BLE001 - invalid ids, unreadable cache: treat as not cached
+        return False
+    return isinstance(hit, str)
+
+
+def _hub_error(hub_id: str, detail: str) -> HubAccessError:
+    unset = ", unset HF_HUB_OFFLINE" if _env_true("HF_HUB_OFFLINE") else ""
+    return HubAccessError(
+        f"cannot load {hub_id!r}: {detail}. Fix: on a machine with hub access run "
+        f"`huggingface-cli download {hub_id}` (after `huggingface-cli login` if the model is gated) "
+        f"so it is in the local cache{unset}, or run offline with `--model embedded`."
+    )
+
+
+# --------------------------------------------------------------------------- device / dtype
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """``"float32" | "bfloat16" | "float16"`` (or a ``torch.dtype``) -> ``torch.dtype``."""
+    if isinstance(dtype, torch.dtype):
+        if dtype not in _DTYPES.values():
+            raise ValueError(f"unsupported dtype {dtype}; use float32, bfloat16 or float16")
+        return dtype
+    key = str(dtype).lower().removeprefix("torch.")
+    if key not in _DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; use 'float32', 'bfloat16' or 'float16'")
+    return _DTYPES[key]
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"`` or ``"auto"`` -> ``torch.device``, checked."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"unknown device {device!r}; use 'cpu', 'cuda' or 'auto'") from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device={device!r} requested but CUDA is not available on this machine; "
+                "use device='cpu' (or 'auto')"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device={device!r}: only {torch.cuda.device_count()} CUDA device(s) present")
+    elif dev.type == "mps" and not (
+        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+    ):
+        raise ValueError(f"device={device!r} requested but MPS is not available; use device='cpu'")
+    return dev
+
+
+# --------------------------------------------------------------------------- adapter
+_GENERIC_EOT = ("<|eot_id|>", "<|im_end|>", "<|end|>")
+
+
+def _token_id(vocab: dict[str, int], token: str | None) -> int | None:
+    """Id of an exact token string, or None when the vocabulary lacks it."""
+    return None if token is None else vocab.get(token)
+
+
+class DiffusionLM:
+    """A masked diffusion LM behind one interface (DESIGN.md "models").
+
+    Build it with :func:`load_model`, or wrap an in-memory model directly with
+    ``DiffusionLM(model, tokenizer, spec)`` (e.g. right after training).
+
+    Attributes: ``name``, ``hub_id`` (hub id or local path), ``revision``, ``family``,
+    ``tokenizer``, ``model``, ``device``, ``dtype``, ``mask_id``, ``eos_id``, ``end_ids``
+    (EOS and EoT where present), ``pad_id``, ``vocab_size`` (logit width),
+    ``max_length`` (context limit or None), ``shift_logits``, ``spec`` and
+    ``padding_mode`` (how left padding is kept invisible, see :meth:`logits`).
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        spec: ModelSpec | None = None,
+        *,
+        hub_id: str | None = None,
+        revision: str | None = None,
+    ) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.spec = spec or ModelSpec(name=type(model).__name__, hub_id=hub_id, adapter="masked_lm")
+        self.name = self.spec.name
+        self.hub_id = hub_id if hub_id is not None else self.spec.hub_id
+        self.revision = revision
+        self.family = self.spec.family
+        self.shift_logits = bool(self.spec.shift_logits)
+        param = next(model.parameters())
+        self.device = param.device
+        self.dtype = param.dtype
+        self.vocab_size = self._logit_width()
+        self.max_length = self._context_limit()
+        self._resolve_ids()
+        accepts = "position_ids" in inspect.signature(model.forward).parameters
+        #: "position_ids": pass positions counting from 0 at the first real token;
+        #: "relative": rotary model, the key mask alone suffices; "per_row": run each
+        #: padded row alone (exact, slower). Chosen from the forward signature and spec.
+        self.padding_mode = "position_ids" if accepts else ("relative" if self.spec.rotary else "per_row")
+
+    # ---- construction helpers
+    def _logit_width(self) -> int:
+        head = self.model.get_output_embeddings() if hasattr(self.model, "get_output_embeddings") else None
+        weight = getattr(head, "weight", None)
+        if weight is not None:
+            return int(weight.shape[0])
+        return int(self.model.config.vocab_size)
+
+    def _context_limit(self) -> int | None:
+        cfg = self.model.config
+        for key in ("max_position_embeddings", "max_sequence_length", "n_positions", "max_seq_len"):
+            value = getattr(cfg, key, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        limit = getattr(self.tokenizer, "model_max_length", None)
+        return int(limit) if isinstance(limit, int) and 0 < limit < 10**7 else None
+
+    def _resolve_ids(self) -> None:
+        spec, tok = self.spec, self.tokenizer
+        vocab = tok.get_vocab()  # built once: large vocabularies make this costly
+
+        def pick(explicit, token, fallback):
+            if explicit is not None:
+                return int(explicit)
+            found = _token_id(vocab, token)
+            if found is not None:
+                return int(found)
+            return None if fallback is None else int(fallback)
+
+        mask = pick(spec.mask_id, spec.mask_token, getattr(tok, "mask_token_id", None))
+        if mask is None:
+            wanted = f" {spec.mask_token!r}" if spec.mask_token else ""
+            raise TokenIdError(
+                f"{self.name}: the tokenizer has no mask token{wanted}; a masked diffusion LM needs one. "
+                "Register it as tokenizer.mask_token, or pass a ModelSpec with mask_id."
+            )
+        eos_fallback = tok.eos_token_id if tok.eos_token_id is not None else getattr(tok, "sep_token_id", None)
+        eos = pick(spec.eos_id, spec.eos_token, eos_fallback)
+        eot = pick(spec.eot_id, spec.eot_token, None)
+        if eot is None and spec.adapter == "masked_lm":
+            eot = next((i for i in (_token_id(vocab, t) for t in _GENERIC_EOT) if i is not None), None)
+        pad = pick(spec.pad_id, None, tok.pad_token_id if tok.pad_token_id is not None else eos)
+        if pad is None:
+            pad = mask  # nothing better: padding is masked out of attention anyway
+        n_tok = len(tok)
+        for label, value in (("mask", mask), ("eos", eos), ("eot", eot), ("pad", pad)):
+            if value is None:
+                continue
+            if not 0 <= value < min(n_tok, self.vocab_size):
+                raise TokenIdError(
+                    f"{self.name}: {label} id {value} is outside the tokenizer vocabulary ({n_tok} tokens) "
+                    f"or the model's logits ({self.vocab_size}); tokenizer and registry entry disagree. "
+                    "Check that the checkpoint matches the model name."
+                )
+        for label, value, token, strict in (
+            ("mask", mask, spec.mask_token, True),
+            ("eos", eos, spec.eos_token, True),
+            ("eot", eot, spec.eot_token, False),
+        ):
+            if value is None or token is None:
+                continue
+            actual = tok.convert_ids_to_tokens(value)
+            if actual != token:
+                msg = (
+                    f"{self.name}: {label} id {value} is {actual!r} in this tokenizer, expected {token!r}; "
+                    "tokenizer and registry entry disagree."
+                )
+                if strict:
+                    raise TokenIdError(msg)
+                warnings.warn(msg, stacklevel=3)
+        self.mask_id, self.eos_id, self.pad_id = mask, eos, pad
+        self.eot_id = eot
+        self.end_ids = tuple(dict.fromkeys(i for i in (eos, eot) if i is not None))
+
+    # ---- text <-> ids
+    def encode_chat(self, prompt: str, *, system: str | None = None) -> list[int]:
+        """Token ids of a one-turn chat prompt, ready for masks to be appended (paper §4 probe).
+
+        With a chat template: render it with ``add_generation_prompt=True`` and tokenize
+        with ``add_special_tokens=False`` (LLaDA's recipe: the template already holds BOS).
+        Without one: the plain encoding ``tokenizer(prompt)`` with its special tokens.
+        """
+        if not isinstance(prompt, str):
+            raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
+        if getattr(self.tokenizer, "chat_template", None):
+            messages = ([{"role": "system", "content": system}] if system else []) + [
+                {"role": "user", "content": prompt}
+            ]
+            text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        if system:
+            prompt = f"{system}\n\n{prompt}"
+        return list(self.tokenizer(prompt)["input_ids"])
+
+    @staticmethod
+    def _as_id_list(ids: int | Iterable[int] | torch.Tensor) -> list[int]:
+        if isinstance(ids, torch.Tensor):
+            return [int(i) for i in ids.reshape(-1).tolist()]
+        if isinstance(ids, int):
+            return [ids]
+        return [int(i) for i in ids]
+
+    def token_text(self, ids: int | Iterable[int] | torch.Tensor) -> list[str]:
+        """Readable text of each single token, e.g. ``[" cells", "<|endoftext|>"]`` (notebook 03 tables)."""
+        return [
+            self.tokenizer.decode([i], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+            for i in self._as_id_list(ids)
+        ]
+
+    def decode(self, ids: Iterable[int] | torch.Tensor, *, skip_special_tokens: bool = False) -> str:
+        """Text of a token sequence (special tokens kept unless ``skip_special_tokens``)."""
+        return self.tokenizer.decode(
+            self._as_id_list(ids), skip_special_tokens=skip_special_tokens, clean_up_tokenization_spaces=False
+        )
+
+    # ---- tensors
+    def batch(self, ids_list: Sequence[Sequence[int]], n_masks: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Left-pad ``ids_list`` with ``pad_id`` after appending ``n_masks`` mask tokens to each.
+
+        Returns ``(input_ids, attention_mask)``, both ``long`` ``(B, L)`` on :attr:`device`;
+        attention is 0 on padding. All masks therefore sit at the same columns
+        ``L - n_masks ... L - 1`` (paper §4 probe: masks right after the prompt).
+        """
+        if n_masks < 0:
+            raise ValueError(f"n_masks must be >= 0, got {n_masks}")
+        if len(ids_list) == 0:
+            raise ValueError("batch() needs at least one sequence")
+        seqs = [self._as_id_list(s) + [self.mask_id] * n_masks for s in ids_list]
+        if any(len(s) == 0 for s in seqs):
+            raise ValueError("batch() got an empty sequence and n_masks=0: nothing to feed the model")
+        length = max(len(s) for s in seqs)
+        if self.max_length is not None and length > self.max_length:
+            raise ValueError(
+                f"sequence of {length} tokens exceeds {self.name}'s context of {self.max_length}; "
+                "use fewer masks or a shorter prompt"
+            )
+        input_ids = torch.full((len(seqs), length), self.pad_id, dtype=torch.long)
+        attention = torch.zeros((len(seqs), length), dtype=torch.long)
+        for row, seq in enumerate(seqs):
+            input_ids[row, length - len(seq) :] = torch.tensor(seq, dtype=torch.long)
+            attention[row, length - len(seq) :] = 1
+        return input_ids.to(self.device), attention.to(self.device)
+
+    # ---- forward
+    def _raw_forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        kwargs: dict[str, Any] = {}
+        if attention_mask is not None:
+            if self.spec.attention_mask == "4d":
+                # keys masked for every query; pad queries still see real keys (no all-masked rows)
+                length = attention_mask.shape[1]
+                kwargs["attention_mask"] = attention_mask.bool()[:, None, None, :].expand(-1, 1, length, -1)
+            else:
+                kwargs["attention_mask"] = attention_mask
+            if self.padding_mode == "position_ids":
+                kwargs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        out = self.model(input_ids=input_ids, **kwargs)
+        raw = out.logits if hasattr(out, "logits") else out[0]
+        return raw.float()
+
+    def _align(self, raw: torch.Tensor, first: torch.Tensor | None) -> torch.Tensor:
+        """Dream-style shift: out[:, i] = raw[:, i-1]; each row's first real position keeps its own."""
+        if not self.shift_logits:
+            return raw
+        out = torch.cat([raw[:, :1], raw[:, :-1]], dim=1)
+        if first is not None:
+            rows = torch.arange(raw.shape[0], device=raw.device)
+            out[rows, first] = raw[rows, first]
+        return out
+
+    @torch.no_grad()
+    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.FloatTensor:
+        """float32 logits ``(B, L, V)`` where position ``i`` predicts token ``i`` (inference only).
+
+        Dream-style models (``shift_logits``) emit the prediction for token ``i`` at
+        ``i-1``; this method shifts it back: ``out[:, i] = raw[:, i-1]``, and the first
+        real position (column 0 without padding), which has no predecessor, gets its own
+        raw output. Left padding (``attention_mask`` 0) does not change real positions'
+        logits (see :attr:`padding_mode`); logits at padding positions are unspecified.
+        Output stays on :attr:`device`.
+        """
+        input_ids = torch.as_tensor(input_ids, dtype=torch.long, device=self.device)
+        if input_ids.dim() == 1:
+            input_ids = input_ids[None]
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must be (B, L), got shape {tuple(input_ids.shape)}")
+        if attention_mask is None or bool(torch.as_tensor(attention_mask).all()):
+            return self._align(self._raw_forward(input_ids, None), None)
+        attention_mask = torch.as_tensor(attention_mask, device=self.device).long().reshape(input_ids.shape)
+        if bool((attention_mask[:, 1:] < attention_mask[:, :-1]).any()):
+            raise ValueError("attention_mask must be left padding (zeros, then ones) as built by batch()")
+        n_real = attention_mask.sum(-1)
+        if bool((n_real == 0).any()):
+            raise ValueError("a row of attention_mask is all zeros: no real tokens")
+        first = input_ids.shape[1] - n_real
+        if self.padding_mode == "per_row":
+            out = torch.zeros((*input_ids.shape, self.vocab_size), dtype=torch.float32, device=self.device)
+            for row in range(input_ids.shape[0]):
+                start = int(first[row])
+                alone = self._raw_forward(input_ids[row : row + 1, start:], None)
+                out[row, start:] = self._align(alone, None)[0]
+            return out
+        return self._align(self._raw_forward(input_ids, attention_mask), first)
+
+    # ---- reporting
+    def describe(self) -> dict[str, Any]:
+        """One row for notebook 00_models' table of models."""
+        return {
+            "name": self.name,
+            "hub_id": self.hub_id,
+            "revision": self.revision,
+            "family": self.family,
+            "n_parameters": int(sum(p.numel() for p in self.model.parameters())),
+            "mask_id": self.mask_id,
+            "eos_id": self.eos_id,
+            "end_ids": self.end_ids,
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "device": str(self.device),
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"DiffusionLM(name={self.name!r}, hub_id={self.hub_id!r}, dtype={self.dtype}, "
+            f"device={self.device}, mask_id={self.mask_id}, end_ids={self.end_ids})"
+        )
+
+
+# --------------------------------------------------------------------------- loading
+def load_model(
+    name_or_path: str | os.PathLike,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: str | torch.dtype | None = None,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+    local_files_only: bool | None = None,
+    spec: ModelSpec | None = None,
+) -> DiffusionLM:
+    """Load a masked diffusion LM by short name, local directory or hub id (notebooks 00, 03, 04).
+
+    ``dtype`` defaults to the registry's (bf16 for LLaDA/Dream, float32 otherwise).
+    ``trust_remote_code`` is forwarded only when True; models that need it raise
+    :class:`RemoteCodeRequiredError` without it. Hub ids that are not cached fail fast
+    with :class:`HubAccessError` when the hub is unreachable (``HF_HUB_OFFLINE=1``).
+    ``local_files_only``: None = decide from hub access; True = cache only; False = let
+    transformers go to the network without the quick check.
+    ``spec`` overrides the registry: load the weights at ``name_or_path`` with that
+    spec's ids and behaviour (tests load tiny LLaDA/Dream stand-ins this way).
+    """
+    if spec is None:
+        spec = check_model_name(name_or_path)
+        source = str(paths.EMBEDDED_MODEL) if spec.hub_id is None else spec.hub_id
+    else:
+        source = os.fspath(name_or_path)
+    dev = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype if dtype is not None else spec.dtype)
+    if spec.needs_remote_code and not trust_remote_code:
+        raise RemoteCodeRequiredError(
+            f"{spec.name} ({source}) runs custom modelling code from its hub repository; pass "
+            "trust_remote_code=True (CLI: --trust-remote-code) after reviewing that code."
+        )
+
+    kwargs: dict[str, Any] = {}
+    if revision is not None:
+        kwargs["revision"] = revision
+    if trust_remote_code:
+        kwargs["trust_remote_code"] = True
+    local = Path(source).expanduser()
+    is_local = local.is_dir()
+    if is_local:
+        _require_local_checkpoint(local, embedded=spec.adapter == "embedded")
+        verify_manifest(local, fix=_EMBEDDED_FIX if spec.adapter == "embedded" else "re-download or rebuild it")
+        source = str(local)
+    elif not is_hub_id(source):
+        raise UnknownModelError(
+            f"unknown model {source!r}: not an existing directory or a hub id 'org/name'. "
+            f"Known names: {_known_names()}."
+        )
+    elif local_files_only is not False:
+        cached = _hub_cached(source, revision)
+        if local_files_only and not cached:
+            raise _hub_error(source, "local_files_only=True and it is not in the local Hugging Face cache")
+        if not cached and not hub_available():
+            why = "HF_HUB_OFFLINE is set" if _env_true("HF_HUB_OFFLINE") else "the hub is unreachable"
+            raise _hub_error(source, f"{why} and it is not in the local Hugging Face cache")
+        if cached and (local_files_only or not hub_available()):
+            kwargs["local_files_only"] = True
+
+    import transformers
+
+    auto_model = getattr(transformers, spec.auto_class)
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(source, **kwargs)
+        model = auto_model.from_pretrained(source, dtype=torch_dtype, **kwargs)
+    except OSError as exc:
+        if is_local:
+            raise
+        raise _hub_error(source, f"download or cache lookup failed ({exc.__class__.__name__}: {exc})") from exc
+    model = model.to(dev).eval()
+    return DiffusionLM(model, tokenizer, spec, hub_id=source, revision=revision)
+
+
+def with_overrides(spec: ModelSpec, **changes: Any) -> ModelSpec:
+    """A copy of ``spec`` with fields replaced (e.g. a stand-in with LLaDA's ids)."""
+    return dataclasses.replace(spec, **changes)

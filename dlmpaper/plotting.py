@@ -1,0 +1,272 @@
+"""One figure style and one save function for every figure (all notebooks, 00-04).
+
+showyourwork habit: a fixed matplotlib style (Agg, TrueType fonts in PDF, a font
+shipped with matplotlib) and figures that are reproducible byte for byte, so
+``make figures`` on unchanged code leaves ``git status`` clean.
+
+* :func:`use_style` - the style; call once at the top of every notebook.
+* :func:`save_figure` - ``figures/NAME.pdf`` + ``figures/NAME.png``, atomic and
+  without timestamps or software versions in the metadata.
+* :data:`FAMILY_COLORS` / :func:`family_color` - one colour per model family
+  (Sec. 2 taxonomy; notebooks 01_taxonomy, 02_five_properties).
+* :data:`PROPERTY_LABELS` - the five properties D1-D3, L1-L2 (Sec. 3; notebook 02).
+* :func:`token_label` - readable tokens on axes (Sec. 4.1 probe, notebook
+  03_positional_probe; Sec. 4.2 marginal trap, notebook 04_marginal_trap).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+__all__ = [
+    "FAMILIES",
+    "FAMILY_COLORS",
+    "FAMILY_LABELS",
+    "PROPERTY_LABELS",
+    "STYLE_RC",
+    "SAVE_FORMATS",
+    "PDF_METADATA",
+    "PNG_METADATA",
+    "use_style",
+    "save_figure",
+    "family_color",
+    "family_label",
+    "token_label",
+]
+
+#: Model families of the paper's taxonomy (Sec. 2), in the order used on every axis/legend.
+FAMILIES: tuple[str, ...] = ("continuous", "discrete-absorbing", "discrete-uniform", "autoregressive")
+
+#: One fixed colour per family (seaborn "colorblind" hues, written out so they never drift).
+FAMILY_COLORS: dict[str, str] = {
+    "continuous": "#0173B2",
+    "discrete-absorbing": "#DE8F05",
+    "discrete-uniform": "#029E73",
+    "autoregressive": "#7F7F7F",
+}
+
+#: Display names for legends and tick labels.
+FAMILY_LABELS: dict[str, str] = {
+    "continuous": "Continuous",
+    "discrete-absorbing": "Discrete (absorbing)",
+    "discrete-uniform": "Discrete (uniform)",
+    "autoregressive": "Autoregressive",
+}
+
+#: The five properties of Sec. 3 (diffusion side D1-D3, language side L1-L2), notebook 02.
+PROPERTY_LABELS: dict[str, str] = {
+    "D1": "D1 smooth corruption",
+    "D2": "D2 tractable intermediate states",
+    "D3": "D3 iterative refinement",
+    "L1": "L1 discreteness",
+    "L2": "L2 structural dependency",
+}
+
+#: Formats written by :func:`save_figure`, in writing order.
+SAVE_FORMATS: tuple[str, ...] = ("pdf", "png")
+
+#: PDF info dict: drop matplotlib's defaults (creation time and version strings).
+PDF_METADATA: dict[str, Any] = {"CreationDate": None, "Producer": None, "Creator": None}
+#: PNG text chunks: drop the default ``Software: Matplotlib version...``.
+PNG_METADATA: dict[str, Any] = {"Software": None}
+
+#: rcParams set by :func:`use_style` after the seaborn theme.
+STYLE_RC: dict[str, Any] = {
+    # Fonts: DejaVu Sans ships with matplotlib, so every machine renders the same glyphs.
+    "font.family": "sans-serif",
+    "font.sans-serif": ["DejaVu Sans"],
+    "mathtext.fontset": "dejavusans",
+    "text.usetex": False,
+    "axes.unicode_minus": False,
+    # TrueType (Type 42) fonts in PDF/PS: editable text, no Type 3 bitmaps.
+    "pdf.fonttype": 42,
+    "ps.fonttype": 42,
+    "svg.fonttype": "none",
+    # Fixed ids in SVG output (otherwise random per run).
+    "svg.hashsalt": "dlmpaper",
+    # Fixed resolution and layout.
+    "figure.dpi": 100,
+    "savefig.dpi": 200,
+    "savefig.format": "pdf",
+    "savefig.bbox": "tight",
+    "savefig.pad_inches": 0.05,
+    "savefig.transparent": False,
+    "savefig.facecolor": "white",
+    "figure.facecolor": "white",
+    "figure.figsize": (6.0, 3.6),
+    "figure.constrained_layout.use": True,
+    "pdf.compression": 6,
+    "image.interpolation": "nearest",
+    "legend.frameon": False,
+}
+
+_INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+def use_style() -> None:
+    """Apply the project's figure style (idempotent; every notebook calls it first).
+
+    Selects the non-interactive Agg backend, except inside a Jupyter kernel whose
+    inline backend (Agg-based) is kept so figures still show in the notebook. Then
+    sets a seaborn ``paper``/``whitegrid`` theme and :data:`STYLE_RC`.
+    """
+    import seaborn as sns
+
+    if not _inline_backend_active():
+        matplotlib.use("Agg", force=True)
+    sns.set_theme(context="paper", style="whitegrid", palette="colorblind", font="DejaVu Sans")
+    matplotlib.rcParams.update(STYLE_RC)
+
+
+def _inline_backend_active() -> bool:
+    if "ipykernel" not in sys.modules:
+        return False
+    getter = getattr(matplotlib.rcParams, "_get_backend_or_none", None)  # does not resolve the backend
+    backend = getter() if getter else dict.__getitem__(matplotlib.rcParams, "backend")
+    return backend in (_INLINE_BACKEND, "inline")
+
+
+def save_figure(
+    fig: Any, name: str, *, figures_dir: str | os.PathLike | None = None, show: bool | None = None
+) -> dict[str, Path]:
+    """Write ``NAME.pdf`` and ``NAME.png`` to the figures dir, atomically and reproducibly.
+
+    ``fig`` is a matplotlib Figure (or anything with a ``.figure``, e.g. a seaborn
+    FacetGrid). ``figures_dir`` defaults to :data:`dlmpaper.paths.FIGURES` (which
+    ``DLMPAPER_FIGURES`` redirects). Both files are first rendered to temporary files
+    in the same directory and only then moved over the targets with :func:`os.replace`,
+    so a failure leaves any previous files intact. Metadata holds no timestamp and no
+    software version (:data:`PDF_METADATA`, :data:`PNG_METADATA`), so the same figure
+    gives the same bytes on every run. The figure is closed afterwards; in a notebook
+    with the inline backend (``show=None``) or with ``show=True`` the saved PNG is
+    displayed first, so the notebook shows exactly the file in ``figures/``.
+
+    Returns ``{"pdf": Path, "png": Path}``. Used by every notebook.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    _check_name(name)
+    figure = fig if isinstance(fig, Figure) else getattr(fig, "figure", None)
+    if not isinstance(figure, Figure):
+        raise TypeError(f"save_figure needs a matplotlib Figure (or an object with .figure), got {type(fig).__name__}")
+    if figures_dir is None:
+        from dlmpaper import paths
+
+        figures_dir = paths.FIGURES
+    out_dir = Path(figures_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    temps: dict[str, Path] = {}
+    try:
+        # Render every format first; only move into place once all of them succeeded.
+        for fmt in SAVE_FORMATS:
+            fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{name}.", suffix=f".{fmt}.tmp")
+            os.close(fd)
+            temps[fmt] = Path(tmp)
+            os.chmod(tmp, _file_mode())  # mkstemp creates 0600; use the usual 0644 (umask)
+            metadata = PDF_METADATA if fmt == "pdf" else PNG_METADATA
+            figure.savefig(temps[fmt], format=fmt, metadata=dict(metadata))
+        written: dict[str, Path] = {}
+        for fmt, tmp in temps.items():
+            target = out_dir / f"{name}.{fmt}"
+            os.replace(tmp, target)
+            written[fmt] = target
+        if show or (show is None and _inline_backend_active()):
+            _display_png(written["png"])
+        return written
+    finally:
+        for tmp in temps.values():
+            tmp.unlink(missing_ok=True)
+        plt.close(figure)
+
+
+def _display_png(path: Path) -> None:
+    """Show the saved PNG in Jupyter at screen size (figure.dpi / savefig.dpi of its pixels)."""
+    try:
+        from IPython.display import Image, display
+    except ImportError:
+        return
+    data = path.read_bytes()
+    width_px = int.from_bytes(data[16:20], "big")  # PNG IHDR width
+    scale = matplotlib.rcParams["figure.dpi"] / matplotlib.rcParams["savefig.dpi"]
+    display(Image(data=data, format="png", width=max(1, round(width_px * scale))))
+
+
+def _file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _check_name(name: str) -> None:
+    if not isinstance(name, str) or not name:
+        raise ValueError("figure name must be a non-empty string such as 'probe_top3'")
+    if "/" in name or "\\" in name or os.sep in name:
+        raise ValueError(f"figure name {name!r} contains a path separator; pass a bare name, use figures_dir= for the folder")
+    if name.lower().endswith(tuple(f".{fmt}" for fmt in SAVE_FORMATS)):
+        raise ValueError(f"figure name {name!r} has a suffix; pass it without (both .pdf and .png are written)")
+    if not _NAME_RE.match(name):
+        raise ValueError(f"figure name {name!r} must match {_NAME_RE.pattern} (letters, digits, '_', '-', '.')")
+
+
+def family_color(family: str) -> str:
+    """Colour of a model family (Sec. 2 taxonomy); raises ValueError naming the known families."""
+    try:
+        return FAMILY_COLORS[family]
+    except KeyError:
+        raise ValueError(f"unknown family {family!r}; use one of {', '.join(FAMILIES)}") from None
+
+
+def family_label(family: str) -> str:
+    """Display name of a model family, e.g. ``"Discrete (absorbing)"``."""
+    family_color(family)  # validates
+    return FAMILY_LABELS[family]
+
+
+_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+_SPACE_MARK = "\u2423"  # OPEN BOX, in DejaVu Sans
+
+
+def token_label(text: str, *, max_chars: int | None = None) -> str:
+    """Make a decoded token readable on a plot axis (Sec. 4.1 probe tables, notebook 03).
+
+    * leading and trailing spaces become ``"␣"`` (one per space), so ``" the"`` -> ``"␣the"``;
+      inner spaces are kept;
+    * newline, tab and carriage return become the escapes ``\\n``, ``\\t``, ``\\r``;
+      other control characters become ``\\xNN`` / ``\\uNNNN``;
+    * ``$`` is escaped so matplotlib does not start mathtext;
+    * special tokens such as ``<|endoftext|>`` or ``<|mdm_mask|>`` are kept as they are;
+    * the empty string becomes ``"∅"``; ``max_chars`` truncates with ``"…"``.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"token_label expects a str, got {type(text).__name__}; decode token ids first")
+    if text == "":
+        return "\u2205"
+    stripped = text.lstrip(" ")
+    lead = len(text) - len(stripped)
+    core = stripped.rstrip(" ")
+    trail = len(stripped) - len(core)
+    if max_chars is not None and max_chars >= 1 and len(core) > max_chars:
+        core = core[: max_chars - 1] + "\u2026"
+    out = []
+    for ch in core:
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif ch == "$":
+            out.append("\\$")
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\x{ord(ch):02x}")
+        elif not ch.isprintable() and ch != " ":
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return _SPACE_MARK * lead + "".join(out) + _SPACE_MARK * trail

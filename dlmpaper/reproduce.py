@@ -1,0 +1,731 @@
+"""Regenerate every figure: run the numbered notebooks in order with papermill.
+
+``python -m dlmpaper.reproduce`` (also ``make figures``) executes
+``notebooks/NN_*.ipynb`` (00_models ... 04_marginal_trap) with the parameters
+``profile``, ``device`` and ``seed`` injected after each notebook's cell tagged
+``parameters``.
+
+Failure safety: notebooks run in a scratch directory and write their figures to a
+scratch figures dir (``DLMPAPER_FIGURES`` is set for the kernel, which
+:data:`dlmpaper.paths.FIGURES` reads). Only when *all* selected notebooks succeeded
+are the new figures moved into ``figures/`` and the executed, cleaned notebooks over
+``notebooks/``, one ``os.replace`` per file. A failed run leaves both untouched,
+names the notebook and cell, exits 1 and keeps the scratch dir for inspection.
+
+Outputs besides the figures:
+
+* ``figures/MANIFEST.json`` - deterministic (identical bytes on a rerun of unchanged
+  code): per figure its notebook, parameters, sha256 and size; per notebook its
+  parameters, figures and models; run-level profile, device, seed, package versions
+  and models. No wall-clock times, so it can be committed.
+* ``figures/TIMINGS.json`` - seconds per notebook and in total. Changes every run,
+  hence a separate file that should be git-ignored.
+
+Notebooks report which model they used with :func:`record_model`, which writes
+``$DLMPAPER_FIGURES/.models/<notebook>.json``; the manifest collects these.
+
+Executed notebooks are cleaned by :func:`clean_notebook` (no timestamps, durations,
+environment or paths; execution counts 1..n; fixed kernelspec) so a rerun with the
+same parameters on unchanged code leaves ``git status`` clean.
+
+Profile ``paper`` (LLaDA-8B-Instruct on LIMA) first checks hub access and a GPU and
+exits 2 within seconds, before any kernel starts, if either is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import hashlib
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+__all__ = [
+    "PROFILES",
+    "DEVICES",
+    "PACKAGES",
+    "PAPER_MODEL_ID",
+    "PAPER_DATASET_ID",
+    "MANIFEST_NAME",
+    "TIMINGS_NAME",
+    "INJECTED_CELL_ID",
+    "ReproduceError",
+    "PreflightError",
+    "NotebookFailed",
+    "RunResult",
+    "discover_notebooks",
+    "clean_notebook",
+    "record_model",
+    "preflight",
+    "run",
+    "main",
+]
+
+PROFILES = ("embedded", "paper")
+DEVICES = ("cpu", "cuda", "auto")
+#: Packages whose versions go into the manifest.
+PACKAGES = ("torch", "transformers", "datasets", "numpy", "pandas", "matplotlib", "seaborn", "dlmpaper")
+PAPER_MODEL_ID = "GSAI-ML/LLaDA-8B-Instruct"
+PAPER_DATASET_ID = "GAIR/lima"
+MANIFEST_NAME = "MANIFEST.json"
+TIMINGS_NAME = "TIMINGS.json"
+#: Fixed id of papermill's injected-parameters cell (papermill would give it a random one).
+INJECTED_CELL_ID = "injected-parameters"
+#: Side files written by :func:`record_model`, relative to the (scratch) figures dir.
+MODELS_SUBDIR = ".models"
+#: Environment variable naming the notebook being executed (set for each kernel).
+NOTEBOOK_ENV = "DLMPAPER_NOTEBOOK"
+FIGURES_ENV = "DLMPAPER_FIGURES"
+FIGURE_SUFFIXES = (".pdf", ".png")
+
+_KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+_ERROR_MARKER_TAG = "papermill-error-cell-tag"
+_WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+_NOTEBOOK_RE = re.compile(r"^(\d+)_.+\.ipynb$")
+
+
+class ReproduceError(RuntimeError):
+    """A reproduction run could not complete; the message says what to do."""
+
+    exit_code = 1
+
+
+class PreflightError(ReproduceError):
+    """Requirements of the chosen profile/device are missing (checked before any kernel starts)."""
+
+    exit_code = 2
+
+
+class NotebookFailed(ReproduceError):
+    """A notebook raised; nothing was written to ``figures/`` or ``notebooks/``."""
+
+    exit_code = 1
+
+    def __init__(self, notebook: str, cell_index: int | None, source: str, ename: str, evalue: str, scratch: Path | None):
+        self.notebook = notebook
+        self.cell_index = cell_index
+        self.source = source
+        self.ename = ename
+        self.evalue = evalue
+        self.scratch = scratch
+        head = "\n".join("    " + line for line in source.splitlines()[:6]) or "    <no source>"
+        where = f"cell {cell_index}" if cell_index is not None else "an unknown cell"
+        msg = (
+            f"notebook {notebook} failed at {where} (0-based index in the notebook file):\n{head}\n"
+            f"{ename}: {evalue}\n"
+            "figures/ and notebooks/ were left untouched."
+        )
+        if scratch is not None:
+            msg += f"\nThe executed notebooks of this run are kept in {scratch}"
+        super().__init__(msg)
+
+
+@dataclass
+class RunResult:
+    """What :func:`run` did: notebooks run (in order), figures written, seconds per notebook."""
+
+    notebooks: list[str]
+    figures: dict[str, Path]
+    seconds: dict[str, float]
+    manifest: Path
+    timings: Path
+    executed: dict[str, Path] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- notebooks
+
+
+def discover_notebooks(notebooks_dir: str | os.PathLike, select: Sequence[str] | None = None) -> list[Path]:
+    """Return ``NN_*.ipynb`` in ``notebooks_dir`` sorted by their number.
+
+    ``select`` keeps only notebooks whose number (``"03"`` or ``"3"``) or stem
+    (``"03_positional_probe"``) is listed; an unknown entry raises PreflightError.
+    """
+    found = []
+    for path in Path(notebooks_dir).glob("*.ipynb"):
+        m = _NOTEBOOK_RE.match(path.name)
+        if m:
+            found.append((int(m.group(1)), path.name, path))
+    found.sort()
+    paths = [p for _, _, p in found]
+    if not paths:
+        raise PreflightError(f"no notebooks named NN_*.ipynb in {notebooks_dir}; pass the notebooks folder")
+    if not select:
+        return paths
+    wanted: list[Path] = []
+    for item in select:
+        item = item.strip()
+        hits = [
+            p for p in paths
+            if item in (p.stem, p.name) or (item.isdigit() and int(item) == int(p.name.split("_", 1)[0]))
+        ]
+        if not hits:
+            names = ", ".join(p.stem for p in paths)
+            raise PreflightError(f"no notebook matches {item!r}; choose from {names}")
+        wanted.extend(h for h in hits if h not in wanted)
+    return [p for p in paths if p in wanted]
+
+
+def clean_notebook(nb: Any, *, keep_stderr: bool = False) -> Any:
+    """Strip volatile metadata so executing unchanged code twice gives identical files.
+
+    Returns a cleaned deep copy of the ``nbformat`` notebook ``nb``:
+
+    * notebook metadata: ``papermill`` reduced to its ``parameters``; ``widgets`` dropped;
+      ``kernelspec`` fixed to the standard ``python3`` spec; ``language_info.version`` dropped;
+    * cells: papermill's and nbclient's per-cell metadata (``papermill``, ``execution``,
+      ``ExecuteTime``) and empty ``tags`` dropped; papermill error-marker cells removed;
+      the injected-parameters cell gets the id ``"injected-parameters"``; missing or
+      duplicate ids become ``"cell-<index>"``;
+    * code cells: execution counts renumbered 1..n in cell order (outputs follow);
+      consecutive stream outputs of one name merged; ``stderr`` streams (progress bars,
+      warnings with local paths) dropped unless ``keep_stderr``; widget outputs dropped.
+    """
+    import nbformat
+
+    nb = copy.deepcopy(nb)
+    meta = nb.metadata
+    params = meta.get("papermill", {}).get("parameters")
+    meta.pop("papermill", None)
+    if params is not None:
+        meta["papermill"] = nbformat.from_dict({"parameters": params})
+    meta.pop("widgets", None)
+    meta["kernelspec"] = nbformat.from_dict(dict(_KERNELSPEC))
+    if "language_info" in meta:
+        meta["language_info"].pop("version", None)
+
+    cells = []
+    for cell in nb.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if _ERROR_MARKER_TAG in tags:
+            continue
+        cells.append(cell)
+    nb.cells = cells
+
+    seen: set[str] = set()
+    count = 0
+    for index, cell in enumerate(nb.cells):
+        cmeta = cell.setdefault("metadata", nbformat.from_dict({}))
+        for key in ("papermill", "execution", "ExecuteTime"):
+            cmeta.pop(key, None)
+        if "tags" in cmeta and not cmeta["tags"]:
+            del cmeta["tags"]
+        if INJECTED_CELL_ID in cmeta.get("tags", []):
+            cell["id"] = INJECTED_CELL_ID
+        cid = cell.get("id")
+        if not cid or cid in seen:
+            cid = f"cell-{index}"
+            cell["id"] = cid
+        seen.add(cid)
+        if cell.cell_type != "code":
+            continue
+        if cell.get("execution_count") is not None:
+            count += 1
+            cell["execution_count"] = count
+        cell["outputs"] = _clean_outputs(cell.get("outputs", []), cell.get("execution_count"), keep_stderr)
+    nb.nbformat = 4
+    nb.nbformat_minor = max(int(nb.get("nbformat_minor", 5)), 5)  # cell ids need 4.5
+    return nb
+
+
+def _clean_outputs(outputs: list, execution_count: int | None, keep_stderr: bool) -> list:
+    cleaned: list = []
+    for out in outputs:
+        kind = out.get("output_type")
+        if kind == "stream":
+            if out.get("name") == "stderr" and not keep_stderr:
+                continue
+            if cleaned and cleaned[-1].get("output_type") == "stream" and cleaned[-1].get("name") == out.get("name"):
+                cleaned[-1]["text"] = _text(cleaned[-1]["text"]) + _text(out["text"])
+                continue
+            out["text"] = _text(out["text"])
+        elif kind in ("display_data", "execute_result"):
+            if _WIDGET_MIME in out.get("data", {}):
+                continue
+            out.pop("transient", None)
+            if kind == "execute_result":
+                out["execution_count"] = execution_count
+        cleaned.append(out)
+    return cleaned
+
+
+def _text(value: Any) -> str:
+    return "".join(value) if isinstance(value, list) else str(value)
+
+
+def _restore_cell_ids(executed: Any, source: Any) -> None:
+    """Give executed cells their source cells' ids (papermill may upgrade a 4.4 notebook with random ids)."""
+    src = [c for c in source.cells if INJECTED_CELL_ID not in c.get("metadata", {}).get("tags", [])]
+    exe = [c for c in executed.cells if INJECTED_CELL_ID not in c.get("metadata", {}).get("tags", [])]
+    if len(src) != len(exe):
+        return
+    for i, (s, e) in enumerate(zip(src, exe)):
+        e["id"] = s.get("id") or f"cell-{i}"
+
+
+def _write_notebook(nb: Any, path: Path) -> None:
+    import nbformat
+
+    with open(path, "w", encoding="utf-8", newline="\n") as fh:
+        nbformat.write(nb, fh)  # sorted keys, indent 1, trailing newline
+
+
+# ----------------------------------------------------------------------------- models side files
+
+
+def record_model(info: dict) -> None:
+    """Record the model a notebook used, for ``figures/MANIFEST.json`` (call it in notebooks 00-04).
+
+    ``info`` is a JSON-serialisable dict with at least ``"model_id"`` (hub id or local
+    name) and ideally ``"revision"`` (commit hash or checkpoint sha256), e.g.
+    ``record_model({"model_id": "GSAI-ML/LLaDA-8B-Instruct", "revision": "08b83a6...", "dtype": "bfloat16"})``.
+    Calls accumulate per notebook, keyed by ``model_id``. Writes
+    ``$DLMPAPER_FIGURES/.models/<notebook>.json`` when run by :func:`run` (which sets
+    ``DLMPAPER_NOTEBOOK``); outside a reproduction run it only validates ``info``.
+    Returns None, so a notebook cell ending with this call shows no (volatile) path.
+    """
+    if not isinstance(info, dict) or not isinstance(info.get("model_id"), str) or not info["model_id"]:
+        raise ValueError("record_model needs a dict with a non-empty 'model_id', e.g. {'model_id': ..., 'revision': ...}")
+    notebook = os.environ.get(NOTEBOOK_ENV)
+    figures = os.environ.get(FIGURES_ENV)
+    json.dumps(info)  # fail early, inside the notebook, on values that are not JSON
+    if not notebook or not figures:
+        return None
+    path = Path(figures) / MODELS_SUBDIR / f"{notebook}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    models = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    models[info["model_id"]] = info
+    path.write_text(json.dumps(models, sort_keys=True, indent=2) + "\n", encoding="utf-8")
+    return None
+
+
+# ----------------------------------------------------------------------------- preflight
+
+
+def _env_true(name: str) -> bool:
+    return os.environ.get(name, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def _hub_available(timeout: float = 3.0) -> bool:
+    """Fallback for ``dlmpaper.models.hub_available``: False at once under ``HF_HUB_OFFLINE=1``,
+    else whether ``HEAD https://huggingface.co`` answers within ``timeout`` seconds (a thread
+    bounds the wall time, since a hanging DNS lookup ignores urlopen's timeout)."""
+    if _env_true("HF_HUB_OFFLINE"):
+        return False
+    import threading
+    import urllib.error
+    import urllib.request
+
+    result = {"ok": False}
+
+    def probe() -> None:
+        try:
+            request = urllib.request.Request("https://huggingface.co", method="HEAD")
+            with urllib.request.urlopen(request, timeout=timeout):
+                result["ok"] = True
+        except urllib.error.HTTPError:
+            result["ok"] = True  # the server answered
+        except Exception:
+            result["ok"] = False
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout + 0.5)
+    return result["ok"] and not thread.is_alive()
+
+
+def _hub_check() -> bool:
+    if _env_true("HF_HUB_OFFLINE"):  # same answer as either implementation, without importing models
+        return False
+    try:
+        from dlmpaper.models import hub_available
+    except ImportError:
+        return _hub_available()
+    return bool(hub_available())
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def preflight(profile: str, device: str | None) -> str:
+    """Check what ``profile``/``device`` need before any kernel starts; return the concrete device.
+
+    ``device=None`` means ``cpu`` for ``embedded`` and ``cuda`` for ``paper``; ``auto``
+    picks ``cuda`` when present. Raises :class:`PreflightError` (exit 2) naming what is
+    missing: hub access for the paper profile, a GPU for ``cuda``.
+    """
+    if profile not in PROFILES:
+        raise PreflightError(f"unknown profile {profile!r}; use one of {', '.join(PROFILES)}")
+    if device is None:
+        device = "cuda" if profile == "paper" else "cpu"
+    if device not in DEVICES:
+        raise PreflightError(f"unknown device {device!r}; use one of {', '.join(DEVICES)}")
+    missing = []
+    if profile == "paper" and not _hub_check():
+        if _env_true("HF_HUB_OFFLINE"):
+            why = "HF_HUB_OFFLINE is set, unset it"
+        else:
+            why = "huggingface.co did not answer within 3 s, check the network"
+        missing.append(
+            f"Hugging Face hub access (model {PAPER_MODEL_ID} and the gated dataset {PAPER_DATASET_ID}): "
+            f"{why}; accept the LIMA terms on its hub page and run `hf auth login` "
+            "(formerly `huggingface-cli login`)"
+        )
+    if device in ("cuda", "auto") or profile == "paper":
+        has_cuda = _cuda_available()
+        if device == "auto":
+            device = "cuda" if has_cuda else "cpu"
+        if device == "cuda" and not has_cuda:
+            missing.append("a CUDA GPU (torch.cuda.is_available() is False); use --profile embedded --device cpu instead")
+        if profile == "paper" and device != "cuda" and not has_cuda:
+            missing.append("a CUDA GPU for the paper profile (LLaDA-8B in bf16 needs ~17 GB of GPU memory)")
+    if missing:
+        raise PreflightError(f"profile {profile!r} cannot run here; missing:\n  - " + "\n  - ".join(missing))
+    return device
+
+
+# ----------------------------------------------------------------------------- run
+
+
+@contextlib.contextmanager
+def _environ(**values: str) -> Iterator[None]:
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _kernel_dir(scratch: Path) -> Path:
+    """A private ``python3`` kernelspec running this interpreter (put first on JUPYTER_PATH)."""
+    spec_dir = scratch / "jupyter" / "kernels" / "python3"
+    spec_dir.mkdir(parents=True, exist_ok=True)
+    spec = dict(_KERNELSPEC, argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"])
+    (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1), encoding="utf-8")
+    return scratch / "jupyter"
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _snapshot(folder: Path) -> dict[str, str]:
+    return {p.name: _sha256(p) for p in sorted(folder.iterdir()) if p.is_file() and p.suffix in FIGURE_SUFFIXES}
+
+
+def _file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _atomic_copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        os.chmod(tmp, _file_mode())  # mkstemp makes 0600; published files get the usual 0644
+        os.replace(tmp, dst)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(json.dumps(data, sort_keys=True, indent=2) + "\n")
+        os.chmod(tmp, _file_mode())
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {"python": ".".join(map(str, sys.version_info[:3]))}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def _source_cell_index(source_nb: Any, err: Any) -> int | None:
+    """Map papermill's cell index (counted with the injected cell) to the index in the notebook file."""
+    index = getattr(err, "cell_index", None)
+    if index is None:
+        return None
+    tags = [c.get("metadata", {}).get("tags", []) for c in source_nb.cells]
+    had_injected = any(INJECTED_CELL_ID in t for t in tags)
+    if not had_injected:
+        params = next((i for i, t in enumerate(tags) if "parameters" in t), -1)
+        if index > params:  # the injected cell sits at params + 1 (or 0 without a parameters cell)
+            index -= 1
+    source = getattr(err, "source", None)
+    if 0 <= index < len(source_nb.cells) and (source is None or source_nb.cells[index].source == source):
+        return index
+    hits = [i for i, c in enumerate(source_nb.cells) if source is not None and c.source == source]
+    return hits[0] if len(hits) == 1 else getattr(err, "cell_index", None)
+
+
+def run(
+    *,
+    profile: str = "embedded",
+    device: str | None = None,
+    seed: int = 0,
+    notebooks: Sequence[str] | None = None,
+    notebooks_dir: str | os.PathLike | None = None,
+    figures_dir: str | os.PathLike | None = None,
+    output_dir: str | os.PathLike | None = None,
+    inplace: bool = True,
+    kernel: str = "python3",
+    scratch_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    start_timeout: int = 120,
+) -> RunResult:
+    """Execute the notebooks in order and, only if all succeed, publish figures and notebooks.
+
+    ``notebooks_dir``/``figures_dir`` default to :data:`dlmpaper.paths.NOTEBOOKS` /
+    :data:`dlmpaper.paths.FIGURES`. Executed notebooks replace the originals when
+    ``inplace`` (default), go to ``output_dir`` when given, and are discarded with
+    ``inplace=False`` and no ``output_dir``. ``scratch_dir`` is where the temporary run
+    folder is made (default: the system temp dir); it is removed after success and kept
+    after a failure. Raises :class:`PreflightError` or :class:`NotebookFailed`.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise PreflightError(f"seed must be an int, got {seed!r}")
+    device = preflight(profile, device)  # before the heavy imports: fails within seconds
+
+    import nbformat
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+    from tqdm.auto import tqdm
+
+    from dlmpaper import paths
+
+    nb_dir = Path(notebooks_dir) if notebooks_dir is not None else paths.NOTEBOOKS
+    fig_dir = Path(figures_dir) if figures_dir is not None else paths.FIGURES
+    selected = discover_notebooks(nb_dir, notebooks)
+    full_run = not notebooks
+    parameters = {"profile": profile, "device": device, "seed": seed}
+
+    scratch = Path(tempfile.mkdtemp(prefix="dlmpaper-reproduce-", dir=scratch_dir))
+    stage_figs = scratch / "figures"
+    stage_nbs = scratch / "notebooks"
+    stage_figs.mkdir()
+    stage_nbs.mkdir()
+    env = {FIGURES_ENV: str(stage_figs), "PYTHONHASHSEED": "0"}
+    if kernel == "python3":
+        env["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(_kernel_dir(scratch)), os.environ.get("JUPYTER_PATH")]))
+
+    produced: dict[str, str] = {}  # figure file name -> notebook stem
+    seconds: dict[str, float] = {}
+    executed: dict[str, Path] = {}
+    bar = tqdm(selected, desc="notebooks", unit="nb", disable=not progress, file=sys.stderr)
+    for path in bar:
+        stem = path.stem
+        bar.set_postfix_str(stem)
+        before = _snapshot(stage_figs)
+        source_nb = nbformat.read(path, as_version=4)
+        out_path = stage_nbs / path.name
+        start = time.perf_counter()
+        try:
+            with _environ(**env, **{NOTEBOOK_ENV: stem}):
+                result = pm.execute_notebook(
+                    str(path),
+                    str(out_path),
+                    parameters=dict(parameters),
+                    kernel_name=kernel,
+                    language="python",
+                    cwd=str(nb_dir),
+                    progress_bar=False,
+                    log_output=False,
+                    request_save_on_cell_execute=False,
+                    start_timeout=start_timeout,
+                    record_timing=False,
+                    coalesce_streams=True,
+                )
+        except PapermillExecutionError as err:
+            bar.close()
+            index = _source_cell_index(source_nb, err)
+            raise NotebookFailed(path.name, index, err.source, err.ename, err.evalue, scratch) from err
+        except Exception as err:  # kernel died, missing kernel, timeout ...
+            bar.close()
+            first_line = (str(err).strip().splitlines() or [""])[0]
+            raise NotebookFailed(path.name, None, "", type(err).__name__, first_line, scratch) from err
+        seconds[stem] = round(time.perf_counter() - start, 3)
+        after = _snapshot(stage_figs)
+        for name, digest in after.items():
+            if before.get(name) != digest:
+                if name in produced and produced[name] != stem:
+                    bar.close()
+                    clash = f"figure {name} was already written by {produced[name]}; give each figure a unique name"
+                    raise NotebookFailed(path.name, None, "", "DuplicateFigure", clash, scratch)
+                produced[name] = stem
+        _restore_cell_ids(result, source_nb)
+        _write_notebook(clean_notebook(result), out_path)
+        executed[stem] = out_path
+        if progress:
+            tqdm.write(f"{path.name}: ok in {seconds[stem]:.1f} s", file=sys.stderr)
+    bar.close()
+
+    manifest = _build_manifest(fig_dir, stage_figs, produced, selected, parameters, full_run)
+    published = _publish(fig_dir, stage_figs, produced, manifest, seconds, full_run)
+    final_nbs: dict[str, Path] = {}
+    target_dir = Path(output_dir) if output_dir is not None else (nb_dir if inplace else None)
+    if target_dir is not None:
+        for stem, staged in executed.items():
+            dst = target_dir / staged.name
+            _atomic_copy(staged, dst)
+            final_nbs[stem] = dst
+    shutil.rmtree(scratch, ignore_errors=True)
+    return RunResult(
+        notebooks=[p.stem for p in selected],
+        figures=published,
+        seconds=seconds,
+        manifest=fig_dir / MANIFEST_NAME,
+        timings=fig_dir / TIMINGS_NAME,
+        executed=final_nbs,
+    )
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _build_manifest(fig_dir: Path, stage_figs: Path, produced: dict[str, str], selected: list[Path],
+                    parameters: dict, full_run: bool) -> dict:
+    stems = [p.stem for p in selected]
+    old = {} if full_run else _read_json(fig_dir / MANIFEST_NAME)
+    nb_entries = {k: v for k, v in old.get("notebooks", {}).items() if k not in stems}
+    fig_entries = {k: v for k, v in old.get("figures", {}).items() if v.get("notebook") not in stems}
+    for stem in stems:
+        models = _read_json(stage_figs / MODELS_SUBDIR / f"{stem}.json")
+        nb_entries[stem] = {
+            "parameters": dict(parameters),
+            "figures": sorted(n for n, s in produced.items() if s == stem),
+            "models": models,
+        }
+    for name, stem in produced.items():
+        path = stage_figs / name
+        fig_entries[name] = {
+            "notebook": stem,
+            "parameters": dict(parameters),
+            "sha256": _sha256(path),
+            "bytes": path.stat().st_size,
+        }
+    models: dict[str, Any] = {}
+    for entry in nb_entries.values():
+        models.update(entry.get("models", {}))
+    return {
+        "format": 1,
+        "run": {**parameters, "versions": _versions(), "models": models},
+        "notebooks": nb_entries,
+        "figures": fig_entries,
+    }
+
+
+def _publish(fig_dir: Path, stage_figs: Path, produced: dict[str, str], manifest: dict,
+             seconds: dict[str, float], full_run: bool) -> dict[str, Path]:
+    """Move staged figures into ``fig_dir`` (one os.replace each), drop stale ones, write the JSON files."""
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    old = _read_json(fig_dir / MANIFEST_NAME)
+    published = {}
+    for name in sorted(produced):
+        _atomic_copy(stage_figs / name, fig_dir / name)
+        published[name] = fig_dir / name
+    # A figure that an earlier run recorded for a notebook run now (or for any notebook, on a
+    # full run) and that this run no longer makes is stale: remove it so figures/ matches the manifest.
+    for name, entry in old.get("figures", {}).items():
+        if name in manifest["figures"] or "/" in name or "\\" in name or not name.endswith(FIGURE_SUFFIXES):
+            continue
+        if full_run or entry.get("notebook") in seconds:
+            (fig_dir / name).unlink(missing_ok=True)
+    _write_json(fig_dir / MANIFEST_NAME, manifest)
+    _write_json(fig_dir / TIMINGS_NAME, {"notebooks": seconds, "total": round(sum(seconds.values()), 3)})
+    return published
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m dlmpaper.reproduce",
+        description="Run notebooks/NN_*.ipynb in order with papermill and regenerate figures/ (failure-safe).",
+    )
+    p.add_argument("--profile", choices=PROFILES, default="embedded",
+                   help="embedded: shipped small model, CPU, offline (default); paper: LLaDA-8B-Instruct on LIMA, GPU + hub")
+    p.add_argument("--device", choices=DEVICES, default=None, help="default: cpu for embedded, cuda for paper")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--notebooks", nargs="+", default=None, metavar="NN",
+                   help="subset to run, by number or stem, e.g. --notebooks 03 04 (comma lists work too)")
+    p.add_argument("--no-inplace", action="store_true", help="do not write executed notebooks over notebooks/")
+    p.add_argument("--output-dir", type=Path, default=None, help="write executed notebooks here instead of notebooks/")
+    p.add_argument("--notebooks-dir", type=Path, default=None, help="default: dlmpaper.paths.NOTEBOOKS")
+    p.add_argument("--figures-dir", type=Path, default=None, help="default: dlmpaper.paths.FIGURES")
+    p.add_argument("--scratch-dir", type=Path, default=None,
+                   help="where the temporary run folder is made (default: system temp); kept after a failure")
+    p.add_argument("--kernel", default="python3", help="Jupyter kernel name (python3 = this interpreter)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit code (0 ok, 1 notebook failed, 2 preflight)."""
+    args = _parser().parse_args(argv)
+    select = None
+    if args.notebooks:
+        select = [s for item in args.notebooks for s in item.split(",") if s.strip()]
+    try:
+        result = run(
+            profile=args.profile,
+            device=args.device,
+            seed=args.seed,
+            notebooks=select,
+            notebooks_dir=args.notebooks_dir,
+            figures_dir=args.figures_dir,
+            output_dir=args.output_dir,
+            inplace=not args.no_inplace,
+            kernel=args.kernel,
+            scratch_dir=args.scratch_dir,
+            progress=not args.quiet,
+        )
+    except ReproduceError as err:
+        print(f"dlmpaper.reproduce: error: {err}", file=sys.stderr)
+        return err.exit_code
+    total = sum(result.seconds.values())
+    print(f"{len(result.notebooks)} notebooks, {len(result.figures)} figures in {total:.1f} s; "
+          f"manifest: {result.manifest}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

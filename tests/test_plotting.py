@@ -1,0 +1,166 @@
+"""Tests for dlmpaper.plotting: style, reproducible atomic saves, palettes, token labels."""
+
+from __future__ import annotations
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from dlmpaper import plotting
+from dlmpaper.plotting import FAMILIES, family_color, family_label, save_figure, token_label, use_style
+
+
+def _figure(seed: int = 0):
+    use_style()
+    rng = np.random.default_rng(seed)
+    fig, ax = plt.subplots(figsize=(2, 1.5))
+    ax.plot(np.arange(8), rng.normal(size=8), label="probe")
+    ax.imshow(rng.random((4, 4)), extent=(0, 7, -1, 1), aspect="auto")
+    ax.set_xticks([0, 1, 2], [token_label(" the"), token_label("\n"), token_label("<|eot_id|>")])
+    ax.set_title("top-3 ␣ tokens")
+    ax.legend()
+    return fig
+
+
+def test_use_style_sets_reproducible_rc_and_is_idempotent():
+    use_style()
+    first = dict(matplotlib.rcParams)
+    use_style()
+    assert dict(matplotlib.rcParams) == first
+    assert matplotlib.rcParams["pdf.fonttype"] == 42
+    assert matplotlib.rcParams["ps.fonttype"] == 42
+    assert matplotlib.rcParams["svg.hashsalt"] == "dlmpaper"
+    assert matplotlib.rcParams["font.sans-serif"][0] == "DejaVu Sans"
+    assert matplotlib.get_backend().lower() == "agg"
+
+
+def test_save_figure_writes_pdf_and_png_and_closes(tmp_path):
+    fig = _figure()
+    out = save_figure(fig, "probe_top3", figures_dir=tmp_path)
+    assert set(out) == {"pdf", "png"}
+    assert out["pdf"] == tmp_path / "probe_top3.pdf"
+    assert out["pdf"].read_bytes().startswith(b"%PDF")
+    assert out["png"].read_bytes().startswith(b"\x89PNG")
+    assert not plt.fignum_exists(fig.number)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["probe_top3.pdf", "probe_top3.png"]  # no temp leftovers
+
+
+def test_two_saves_are_byte_identical_and_carry_no_version_or_date(tmp_path):
+    a = save_figure(_figure(), "same", figures_dir=tmp_path / "a")
+    b = save_figure(_figure(), "same", figures_dir=tmp_path / "b")
+    for fmt in ("pdf", "png"):
+        assert a[fmt].read_bytes() == b[fmt].read_bytes(), fmt
+    pdf = a["pdf"].read_bytes()
+    assert b"CreationDate" not in pdf and b"Matplotlib" not in pdf and b"Producer" not in pdf
+    assert b"Software" not in a["png"].read_bytes()
+    # TrueType (Type 42) fonts, not Type 3
+    assert b"/FontFile2" in pdf and b"/Type3" not in pdf
+    # A different figure gives different bytes (the comparison above can fail).
+    c = save_figure(_figure(seed=1), "same", figures_dir=tmp_path / "c")
+    assert c["png"].read_bytes() != a["png"].read_bytes()
+
+
+def test_default_dir_follows_paths_figures(tmp_path, monkeypatch):
+    from dlmpaper import paths
+
+    monkeypatch.setattr(paths, "FIGURES", tmp_path / "figs")
+    out = save_figure(plt.figure(figsize=(1, 1)), "default_dir")
+    assert out["png"] == tmp_path / "figs" / "default_dir.png"
+    assert out["png"].exists()
+
+
+def test_failed_save_leaves_previous_files_intact(tmp_path, monkeypatch):
+    old = save_figure(_figure(seed=0), "fig", figures_dir=tmp_path)
+    before = {fmt: p.read_bytes() for fmt, p in old.items()}
+
+    original = matplotlib.figure.Figure.savefig
+
+    def broken_savefig(self, fname, *args, **kwargs):
+        # Write part of a file, then fail: on the png, after the pdf succeeded.
+        if kwargs.get("format") == "png":
+            with open(fname, "wb") as fh:
+                fh.write(b"\x89PNG partial")
+            raise OSError("disk full")
+        return original(self, fname, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", broken_savefig)
+    fig = _figure(seed=1)
+    with pytest.raises(OSError, match="disk full"):
+        save_figure(fig, "fig", figures_dir=tmp_path)
+    assert {fmt: p.read_bytes() for fmt, p in old.items()} == before  # pdf not replaced either
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fig.pdf", "fig.png"]  # temp files removed
+    assert not plt.fignum_exists(fig.number)
+
+
+@pytest.mark.parametrize("name", ["", "a/b", "../x", "a\\b", "fig.pdf", "fig.PNG", ".hidden", "sp ace"])
+def test_bad_names_raise(tmp_path, name):
+    fig = _figure()
+    with pytest.raises(ValueError):
+        save_figure(fig, name, figures_dir=tmp_path)
+    plt.close(fig)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_figure_rejects_non_figures(tmp_path):
+    with pytest.raises(TypeError):
+        save_figure("not a figure", "x", figures_dir=tmp_path)
+
+
+def test_save_figure_accepts_objects_with_figure_attribute(tmp_path):
+    class Grid:
+        def __init__(self, figure):
+            self.figure = figure
+
+    out = save_figure(Grid(plt.figure(figsize=(1, 1))), "grid", figures_dir=tmp_path)
+    assert out["pdf"].exists()
+
+
+def test_family_palette():
+    assert FAMILIES == ("continuous", "discrete-absorbing", "discrete-uniform", "autoregressive")
+    colors = [family_color(f) for f in FAMILIES]
+    assert len(set(colors)) == 4
+    assert all(matplotlib.colors.is_color_like(c) for c in colors)
+    assert family_label("discrete-uniform") == "Discrete (uniform)"
+    with pytest.raises(ValueError, match="discrete-absorbing"):
+        family_color("masked")
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (" the", "␣the"),
+        ("  Yes", "␣␣Yes"),
+        ("cells", "cells"),
+        ("a b", "a b"),
+        ("end ", "end␣"),
+        (" ", "␣"),
+        ("\n", "\\n"),
+        ("\n\n", "\\n\\n"),
+        ("a\tb", "a\\tb"),
+        ("\r\n", "\\r\\n"),
+        ("<|endoftext|>", "<|endoftext|>"),
+        ("<|mdm_mask|>", "<|mdm_mask|>"),
+        ("[MASK]", "[MASK]"),
+        ("$5", "\\$5"),
+        ("\x00", "\\x00"),
+        ("", "∅"),
+    ],
+)
+def test_token_label(text, expected):
+    assert token_label(text) == expected
+
+
+def test_token_label_truncates_and_rejects_ids():
+    assert token_label(" migration", max_chars=4) == "␣mig…"
+    with pytest.raises(TypeError):
+        token_label(42)
+
+
+def test_token_labels_render(tmp_path):
+    # Every marker is drawable in the style's font (no missing-glyph warnings become errors).
+    use_style()
+    fig, ax = plt.subplots()
+    ax.set_xticks(range(4), [token_label(t) for t in [" the", "\n", "$x$", ""]])
+    save_figure(fig, "labels", figures_dir=tmp_path)
+    assert plotting.STYLE_RC["pdf.fonttype"] == 42
