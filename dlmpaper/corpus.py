@@ -234,6 +234,16 @@ def load_split(split: str) -> list[dict]:
     return read_jsonl_gz(path)
 
 
+def embedded_prompt_set(heldout: list[dict], n: int = 200) -> list[dict]:
+    """The ``embedded`` profile's prompts: ``n`` held-out "Tell me about the word X" pairs, in a
+    stable pseudo-random order (sha256 of the headword), with their gold answers (notebooks 03, 04)."""
+    tell = sorted((r for r in heldout if r["task"] == "tell"), key=lambda r: hashlib.sha256(f"{r['headword']}/{r['pos']}".encode()).hexdigest())
+    return [
+        {"prompt_id": f"embedded-{i:04d}", "prompt": r["prompt"], "response": r["response"], "headword": r["headword"], "pos": r["pos"]}
+        for i, r in enumerate(tell[:n])
+    ]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--wordnet-dir", type=Path, default=Path("/usr/share/wordnet"))
@@ -241,6 +251,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     train, heldout = build_corpus(args.wordnet_dir)
     sums = {name: write_jsonl_gz(rows, args.out / name) for name, rows in (("train.jsonl.gz", train), ("heldout.jsonl.gz", heldout))}
+    prompts = paths.PROMPTS_DIR / "embedded.jsonl"
+    prompts.parent.mkdir(parents=True, exist_ok=True)
+    prompts.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in embedded_prompt_set(heldout)))
+    sums["../prompts/embedded.jsonl"] = hashlib.sha256(prompts.read_bytes()).hexdigest()
     (args.out / "SHA256SUMS").write_text("".join(f"{d}  {n}\n" for n, d in sorted(sums.items())))
     heads = {split: len({r["headword"] for r in rows}) for split, rows in (("train", train), ("heldout", heldout))}
     print(f"train: {len(train)} pairs, {heads['train']} headwords; heldout: {len(heldout)} pairs, {heads['heldout']} headwords")

@@ -30,6 +30,9 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
 )
 
+#: The one-line recipe for the shipped checkpoint (train into runs/embedded, resumable, then export).
+RETRAIN_COMMAND = "python -m dlmpaper.train --preset embedded"
+
 #: Length of the response region every training example is padded to: the paper's probe uses 128 masks.
 RESPONSE_LENGTH = 128
 

@@ -53,7 +53,7 @@ __all__ = [
 ]
 
 #: Command that rebuilds the shipped embedded checkpoint (named in every checkpoint error).
-RETRAIN_COMMAND = "python -m dlmpaper.train --preset embedded"
+from .embedded import RETRAIN_COMMAND  # noqa: E402  (one place for the recipe)
 #: Checksum file shipped next to the embedded checkpoint (``<sha256>  <filename>`` lines).
 MANIFEST_NAME = "MANIFEST.sha256"
 

@@ -1,0 +1,472 @@
+"""Tables and figures of notebook 01_taxonomy (paper §2: the two families and their forward processes).
+
+Paper: "On the Role of Discreteness in Diffusion LLMs" (arXiv 2512.22630), §2: diffusion LMs
+are continuous (Gaussian noise on embeddings) or discrete (masking / uniform substitution on
+tokens); autoregressive LMs are the reference point. This module turns the taxonomy table
+(:func:`dlmpaper.taxonomy.load_taxonomy`) and the three forward processes of
+:mod:`dlmpaper.corruption` into tidy tables and the two figures of notebook 01:
+
+* :func:`methods_overview`, :func:`family_summary` - compact tables of the taxonomy;
+* :func:`timeline_layout`, :func:`plot_timeline` - methods by year and family (``01_taxonomy_timeline``);
+* :func:`content_vocab`, :func:`forward_processes` - one sentence corrupted by the three processes;
+* :func:`change_levels`, :func:`change_summary`, :func:`kept_fraction` - at which noise level
+  each position stops showing its original token (properties D1/L1);
+* :func:`plot_forward_processes` - the grid figure (``01_forward_processes``);
+* :func:`model_record` - the model entry for the figures manifest.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from dlmpaper.corruption import GaussianSchedule, corruption_grid
+from dlmpaper.plotting import FAMILIES, FAMILY_COLORS, family_label, token_label
+
+__all__ = [
+    "PROCESS_ORDER",
+    "PROCESS_LABELS",
+    "PROCESS_FAMILY",
+    "STATES",
+    "methods_overview",
+    "family_summary",
+    "timeline_layout",
+    "plot_timeline",
+    "content_vocab",
+    "forward_processes",
+    "change_levels",
+    "change_summary",
+    "kept_fraction",
+    "plot_forward_processes",
+    "model_record",
+]
+
+#: The three forward processes, in display order (discrete first, as in the paper's §2 table).
+PROCESS_ORDER: tuple[str, ...] = ("mask", "uniform", "gaussian")
+#: Panel titles of the grid figure.
+PROCESS_LABELS: dict[str, str] = {
+    "mask": "Absorbing mask (discrete): token -> [MASK] with prob. t",
+    "uniform": "Uniform substitution (discrete): token -> random vocabulary token with prob. t",
+    "gaussian": "Gaussian on embeddings (continuous), rounded to the nearest token embedding",
+}
+#: The taxonomy family each process stands for (colours come from :data:`FAMILY_COLORS`).
+PROCESS_FAMILY: dict[str, str] = {"mask": "discrete-absorbing", "uniform": "discrete-uniform", "gaussian": "continuous"}
+#: What a cell of the grid shows (``state`` of :func:`dlmpaper.corruption.corruption_grid`).
+STATES: tuple[str, ...] = ("kept", "masked", "substituted")
+
+_KEPT_COLOR = "#F2F2F2"
+_MASK_TEXT = "[M]"
+
+
+# --------------------------------------------------------------------------- taxonomy tables
+
+def _check_methods(methods: pd.DataFrame, needed: Sequence[str]) -> None:
+    if not isinstance(methods, pd.DataFrame):
+        raise TypeError(f"methods must be the DataFrame of load_taxonomy(), got {type(methods).__name__}")
+    missing = [c for c in needed if c not in methods.columns]
+    if missing:
+        raise ValueError(f"methods lacks column(s) {', '.join(missing)}; pass the first table of load_taxonomy()")
+    unknown = sorted(set(map(str, methods["family"])) - set(FAMILIES))
+    if unknown:
+        raise ValueError(f"unknown family(ies) {', '.join(unknown)}; use one of {', '.join(FAMILIES)}")
+
+
+def methods_overview(methods: pd.DataFrame) -> pd.DataFrame:
+    """Compact view of the methods table for notebook 01: one row per method, ordered by family then year.
+
+    Columns: ``family`` (display label), ``method``, ``year``, ``arxiv``, ``corruption``, ``revisable``.
+    """
+    _check_methods(methods, ("name", "year", "arxiv", "family", "corruption", "revisable"))
+    order = {f: i for i, f in enumerate(FAMILIES)}
+    df = methods.assign(_f=methods["family"].astype(str).map(order))
+    df = df.sort_values(["_f", "year", "name"], kind="stable")
+    return pd.DataFrame({
+        "family": df["family"].astype(str).map(family_label).to_numpy(),
+        "method": df["name"].to_numpy(),
+        "year": df["year"].astype(int).to_numpy(),
+        "arxiv": df["arxiv"].fillna("-").to_numpy(),
+        "corruption": df["corruption"].to_numpy(),
+        "revisable": df["revisable"].astype(bool).to_numpy(),
+    })
+
+
+def family_summary(methods: pd.DataFrame) -> pd.DataFrame:
+    """Methods per family (§2 taxonomy; notebook 01): counts, year span and how many can revise tokens.
+
+    One row per family present, in :data:`FAMILIES` order. Columns: ``family`` (display label),
+    ``methods``, ``first_year``, ``last_year``, ``revisable`` (methods whose committed tokens can
+    still change), ``examples`` (up to three method names, earliest first).
+    """
+    _check_methods(methods, ("name", "year", "family", "revisable"))
+    rows = []
+    for fam in FAMILIES:
+        sub = methods[methods["family"].astype(str) == fam].sort_values(["year", "name"], kind="stable")
+        if sub.empty:
+            continue
+        rows.append({
+            "family": family_label(fam),
+            "methods": len(sub),
+            "first_year": int(sub["year"].min()),
+            "last_year": int(sub["year"].max()),
+            "revisable": int(sub["revisable"].astype(bool).sum()),
+            "examples": ", ".join(sub["name"].head(3)),
+        })
+    return pd.DataFrame(rows, columns=["family", "methods", "first_year", "last_year", "revisable", "examples"])
+
+
+# --------------------------------------------------------------------------- timeline
+
+def timeline_layout(methods: pd.DataFrame, *, char_width: float = 0.085, pad: float = 0.2) -> pd.DataFrame:
+    """Place each method of the timeline figure (notebook 01) so that no two labels overlap.
+
+    A method sits at its ``year`` in its family's row; its label runs to the right and covers
+    ``[year, year + pad + char_width * len(name)]`` (in years). Within a row, methods are taken
+    by year then name and put on the lowest ``slot`` whose previous label has ended before the
+    method's year (greedy interval colouring). Rows follow :data:`FAMILIES` top to bottom and
+    are as tall as their number of slots.
+
+    Returns columns ``name, year, family, revisable, slot, y, label_end``; ``y`` counts down
+    from 0 (the first slot of the first family) in steps of 1, rows separated by one extra step.
+    """
+    _check_methods(methods, ("name", "year", "family", "revisable"))
+    if char_width <= 0 or pad < 0:
+        raise ValueError("char_width must be > 0 and pad >= 0 (label extent in years)")
+    rows = []
+    y_top = 0.0
+    for fam in FAMILIES:
+        sub = methods[methods["family"].astype(str) == fam].sort_values(["year", "name"], kind="stable")
+        if sub.empty:
+            continue
+        ends: list[float] = []
+        placed = []
+        for _, m in sub.iterrows():
+            year = float(m["year"])
+            end = year + pad + char_width * len(str(m["name"]))
+            slot = next((k for k, e in enumerate(ends) if e <= year), len(ends))
+            if slot == len(ends):
+                ends.append(end)
+            else:
+                ends[slot] = end
+            placed.append((m, slot, end))
+        for m, slot, end in placed:
+            rows.append({
+                "name": str(m["name"]), "year": int(m["year"]), "family": fam,
+                "revisable": bool(m["revisable"]), "slot": slot, "y": y_top - slot, "label_end": end,
+            })
+        y_top -= len(ends) + 1
+    return pd.DataFrame(rows, columns=["name", "year", "family", "revisable", "slot", "y", "label_end"])
+
+
+def plot_timeline(methods: pd.DataFrame, *, width: float = 7.0, row_height: float = 0.2):
+    """Timeline of diffusion LMs (§2; figure ``01_taxonomy_timeline`` of notebook 01).
+
+    Year on x; one band per family (colour of :data:`FAMILY_COLORS`); each method a marker with
+    its name. Filled marker: the method can revise a committed token in the same generation
+    (``revisable``); hollow: a committed token is final. Returns the matplotlib Figure.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    lay = timeline_layout(methods)
+    x_min = lay["year"].min() - 0.6
+    x_max = max(lay["label_end"].max(), lay["year"].max() + 0.6) + 0.1
+    y_min, y_max = lay["y"].min() - 0.8, 0.8
+    fig, ax = plt.subplots(figsize=(width, row_height * (y_max - y_min) + 0.9))
+    ticks, tick_labels = [], []
+    for fam in FAMILIES:
+        sub = lay[lay["family"] == fam]
+        if sub.empty:
+            continue
+        color = FAMILY_COLORS[fam]
+        top, bottom = sub["y"].max() + 0.5, sub["y"].min() - 0.5
+        ax.axhspan(bottom, top, color=color, alpha=0.08, lw=0)
+        ticks.append((top + bottom) / 2)
+        tick_labels.append(family_label(fam))
+        for _, m in sub.iterrows():
+            ax.plot(m["year"], m["y"], marker="o", ms=5.5, color=color,
+                    mfc=color if m["revisable"] else "white", mew=1.3, ls="none", zorder=3)
+            ax.text(m["year"] + 0.13, m["y"], m["name"], va="center", ha="left", fontsize=7.5, zorder=4)
+    ax.set_yticks(ticks, tick_labels)
+    for tick, fam in zip(ax.get_yticklabels(), [f for f in FAMILIES if f in set(lay["family"])]):
+        tick.set_color(FAMILY_COLORS[fam])
+        tick.set_fontweight("bold")
+    years = range(int(lay["year"].min()), int(lay["year"].max()) + 1)
+    ax.set_xticks(list(years), [str(y) for y in years])
+    ax.set_xlim(x_min, x_max)
+    ax.set_ylim(y_min, y_max)
+    ax.grid(axis="y", visible=False)
+    ax.set_xlabel("year of first arXiv version")
+    ax.set_title("Diffusion language models by family (autoregressive LMs as the reference)", fontsize=9)
+    handles = [
+        Line2D([], [], marker="o", ls="none", color="0.3", mfc="0.3", ms=5.5, label="can revise a committed token"),
+        Line2D([], [], marker="o", ls="none", color="0.3", mfc="white", ms=5.5, mew=1.3, label="committed tokens are final"),
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=7.5, handletextpad=0.3)
+    return fig
+
+
+# --------------------------------------------------------------------------- forward processes
+
+def content_vocab(tokenizer) -> torch.Tensor:
+    """Ids of the ordinary (non-special) tokens of ``tokenizer``, sorted; notebook 01.
+
+    The uniform process substitutes from these, so a substituted cell always shows a real
+    word piece, never ``[MASK]`` or an end-of-text token.
+    """
+    n = len(tokenizer)
+    special = set(int(i) for i in getattr(tokenizer, "all_special_ids", []) or [])
+    ids = [i for i in range(n) if i not in special]
+    if not ids:
+        raise ValueError("the tokenizer has no ordinary tokens; pass the model's tokenizer")
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def forward_processes(
+    x0: torch.Tensor | Sequence[int],
+    levels: Sequence[float],
+    *,
+    mask_id: int,
+    vocab_size: int,
+    embedding: torch.Tensor,
+    vocab_ids: torch.Tensor | Sequence[int] | None = None,
+    seed: int = 0,
+    schedule: GaussianSchedule | str = "cosine",
+    token_text: Callable[[Sequence[int]], Sequence[str]] | None = None,
+) -> pd.DataFrame:
+    """One sentence through the three forward processes of §2 at each noise level (notebook 01).
+
+    Calls :func:`dlmpaper.corruption.corruption_grid` once per process, in :data:`PROCESS_ORDER`,
+    all drawing from one generator seeded by ``seed`` (deterministic; the processes get
+    independent draws). Within a process the levels share their draws, so the rows read as
+    one trajectory (a position masked at t stays masked at every larger t). ``embedding`` is the
+    (V, d) matrix the Gaussian process adds noise to and rounds back with (pass it
+    standardised, :func:`dlmpaper.corruption.standardize_embedding`); ``schedule`` maps the
+    level t to abar_t. ``token_text`` (e.g. ``DiffusionLM.token_text``) adds the columns
+    ``token`` (original) and ``shown`` (what x_t shows; ``"[M]"`` when masked).
+
+    Columns: those of ``corruption_grid`` (``process, level, position, token_id, noisy_id, state,
+    is_original, distance``) plus ``alpha_bar`` (Gaussian only, NaN otherwise) and, with
+    ``token_text``, ``token, shown``. ``process`` is categorical in :data:`PROCESS_ORDER`.
+    """
+    x0 = torch.as_tensor(x0).long()
+    sched = schedule if isinstance(schedule, GaussianSchedule) else GaussianSchedule(schedule)
+    if embedding.shape[0] != vocab_size:
+        raise ValueError(f"embedding has {embedding.shape[0]} rows but vocab_size is {vocab_size}; "
+                         "pass the input embedding matrix cut to the vocabulary")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {seed!r}")
+    gen = torch.Generator().manual_seed(seed)
+    parts = [
+        corruption_grid(x0, levels, "mask", generator=gen, mask_id=mask_id),
+        corruption_grid(x0, levels, "uniform", generator=gen, vocab_size=vocab_size, vocab_ids=vocab_ids),
+        corruption_grid(x0, levels, "gaussian", generator=gen, embedding=embedding, schedule=sched),
+    ]
+    grid = pd.concat(parts, ignore_index=True)
+    ab = {t: float(sched.alpha_bar(t)) for t in grid["level"].unique()}
+    grid["alpha_bar"] = np.where(grid["process"] == "gaussian", grid["level"].map(ab), np.nan)
+    grid["process"] = pd.Categorical(grid["process"], categories=list(PROCESS_ORDER), ordered=True)
+    if token_text is not None:
+        ids = sorted(set(grid["token_id"]) | set(grid["noisy_id"]))
+        text = dict(zip(ids, token_text(ids)))
+        grid["token"] = grid["token_id"].map(text)
+        grid["shown"] = np.where(grid["state"] == "masked", _MASK_TEXT, grid["noisy_id"].map(text))
+    return grid
+
+
+def change_levels(grid: pd.DataFrame) -> pd.DataFrame:
+    """Per process and position: the lowest level at which x_t stops showing the original token.
+
+    ``first_change`` is NaN for a position that shows its original token at every level of
+    ``grid``. Also ``token_id`` and ``token`` (when present). Used by notebook 01 to quote the
+    Gaussian rounding threshold.
+    """
+    _check_grid(grid)
+    cols = ["process", "position", "token_id"] + (["token"] if "token" in grid.columns else [])
+    changed = grid[~grid["is_original"]]
+    first = changed.groupby(["process", "position"], observed=True)["level"].min()
+    out = grid[cols].drop_duplicates(["process", "position"]).set_index(["process", "position"])
+    out["first_change"] = first.reindex(out.index)
+    return out.reset_index().sort_values(["process", "position"]).reset_index(drop=True)
+
+
+def kept_fraction(grid: pd.DataFrame) -> pd.DataFrame:
+    """Fraction of positions whose x_t shows the original token, per process and level (notebook 01)."""
+    _check_grid(grid)
+    out = (grid.groupby(["process", "level"], observed=True)["is_original"].mean()
+           .rename("kept_fraction").reset_index())
+    return out
+
+
+def change_summary(grid: pd.DataFrame, schedule: GaussianSchedule | str = "cosine") -> pd.DataFrame:
+    """How abruptly each process stops showing the original tokens (§2, D1 vs L1; notebook 01).
+
+    Per process, over the positions of ``grid`` (levels as given):
+
+    * ``first_change``: lowest level at which any position shows something else;
+    * ``half_changed``: lowest level at which at least half of the positions do;
+    * ``all_changed``: lowest level at which every position does (NaN if never);
+    * ``spread``: ``all_changed - first_change``, the width of the transition in t;
+    * ``alpha_bar_first``, ``alpha_bar_all``: abar_t of ``schedule`` at those levels (Gaussian only).
+    """
+    _check_grid(grid)
+    sched = schedule if isinstance(schedule, GaussianSchedule) else GaussianSchedule(schedule)
+    frac = kept_fraction(grid)
+    rows = []
+    for proc in [p for p in PROCESS_ORDER if p in set(grid["process"].astype(str))]:
+        f = frac[frac["process"].astype(str) == proc].sort_values("level")
+        lv, kept = f["level"].to_numpy(), f["kept_fraction"].to_numpy()
+
+        def lowest(cond: np.ndarray) -> float:
+            return float(lv[cond][0]) if cond.any() else math.nan
+
+        first, half, every = lowest(kept < 1.0), lowest(kept <= 0.5), lowest(kept == 0.0)
+        is_gauss = proc == "gaussian"
+        rows.append({
+            "process": proc, "first_change": first, "half_changed": half, "all_changed": every,
+            "spread": every - first,
+            "alpha_bar_first": float(sched.alpha_bar(first)) if is_gauss and not math.isnan(first) else math.nan,
+            "alpha_bar_all": float(sched.alpha_bar(every)) if is_gauss and not math.isnan(every) else math.nan,
+        })
+    return pd.DataFrame(rows, columns=["process", "first_change", "half_changed", "all_changed", "spread",
+                                       "alpha_bar_first", "alpha_bar_all"])
+
+
+def _check_grid(grid: pd.DataFrame) -> None:
+    need = ("process", "level", "position", "token_id", "noisy_id", "state", "is_original")
+    if not isinstance(grid, pd.DataFrame) or any(c not in grid.columns for c in need):
+        raise ValueError(f"grid must be a table from forward_processes / corruption_grid with columns {', '.join(need)}")
+
+
+def _mix(color: str, weight: float) -> tuple[float, float, float]:
+    """``color`` blended with white (weight 1 = the colour itself)."""
+    from matplotlib.colors import to_rgb
+
+    r, g, b = to_rgb(color)
+    return (1 - weight + weight * r, 1 - weight + weight * g, 1 - weight + weight * b)
+
+
+def plot_forward_processes(
+    grid: pd.DataFrame,
+    *,
+    levels: Sequence[float] | None = None,
+    curve: pd.DataFrame | None = None,
+    max_chars: int = 8,
+    width: float = 7.2,
+    cell_height: float = 0.19,
+):
+    """The three forward processes on one sentence (§2; figure ``01_forward_processes`` of notebook 01).
+
+    One panel per process: rows are noise levels t (``levels``, default all in ``grid``), columns
+    token positions; each cell shows what x_t holds (``shown``): the original token (grey, kept),
+    ``[M]`` (masked) or another token (substituted / rounded to another token), coloured by the
+    family of :data:`PROCESS_FAMILY`. The Gaussian panel also labels abar_t on the right.
+    ``curve`` (from :func:`kept_fraction`, usually on a finer level grid) adds a bottom panel:
+    fraction of positions still showing their original token against t. Returns the Figure.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    _check_grid(grid)
+    if "shown" not in grid.columns or "token" not in grid.columns:
+        raise ValueError("grid lacks the token text columns; call forward_processes(..., token_text=model.token_text)")
+    procs = [p for p in PROCESS_ORDER if p in set(grid["process"].astype(str))]
+    all_levels = np.array(sorted(grid["level"].unique()))
+    if levels is None:
+        show = all_levels
+    else:
+        show = []
+        for t in levels:
+            hit = all_levels[np.isclose(all_levels, t, atol=1e-9)]
+            if hit.size == 0:
+                raise ValueError(f"level {t} is not in the grid; pass levels that forward_processes computed")
+            show.append(hit[0])
+        show = np.array(show)
+    n_pos = int(grid["position"].max()) + 1
+    n_lv = len(show)
+    panel_h = cell_height * n_lv + 0.45
+    heights = [panel_h] * len(procs) + ([1.5] if curve is not None else [])
+    fig, axes = plt.subplots(len(heights), 1, figsize=(width, sum(heights) + 0.5),
+                             gridspec_kw={"height_ratios": heights})
+    axes = np.atleast_1d(axes)
+    code = {"kept": 0, "masked": 1, "substituted": 2}
+    for ax, proc in zip(axes, procs):
+        sub = grid[(grid["process"].astype(str) == proc) & np.isin(grid["level"], show)]
+        color = FAMILY_COLORS[PROCESS_FAMILY[proc]]
+        cmap = ListedColormap([_KEPT_COLOR, _mix(color, 0.85), _mix(color, 0.45)])
+        mat = np.zeros((n_lv, n_pos))
+        for _, r in sub.iterrows():
+            i = int(np.flatnonzero(np.isclose(show, r["level"]))[0])
+            mat[i, int(r["position"])] = code[r["state"]]
+            changed = r["state"] != "kept"
+            label = ax.text(r["position"], i, token_label(str(r["shown"]).strip(" ") or str(r["shown"]),
+                                                          max_chars=max_chars),
+                            ha="center", va="center", fontsize=6, color="black",
+                            fontweight="bold" if changed else "normal", clip_on=True)
+            label.set_in_layout(False)  # inside its cell; keeps layout passes cheap (hundreds of texts)
+        ax.imshow(mat, cmap=cmap, vmin=-0.5, vmax=2.5, aspect="auto", interpolation="nearest")
+        ax.set_xticks(np.arange(n_pos) - 0.5, minor=True)
+        ax.set_yticks(np.arange(n_lv) - 0.5, minor=True)
+        ax.grid(which="minor", color="white", lw=1.0)
+        ax.grid(which="major", visible=False)
+        ax.tick_params(which="minor", length=0)
+        ax.set_yticks(np.arange(n_lv), [f"{t:.1f}" for t in show], fontsize=6.5)
+        ax.set_xticks(np.arange(n_pos), [str(p) for p in range(n_pos)], fontsize=6.5)
+        ax.set_ylabel("noise level t", fontsize=7)
+        ax.set_title(PROCESS_LABELS[proc], fontsize=8, loc="left", color=color, fontweight="bold")
+        if proc == "gaussian":
+            sched_ab = sub.drop_duplicates("level").set_index("level")["alpha_bar"]
+            right = ax.secondary_yaxis("right")
+            right.set_yticks(np.arange(n_lv), [f"{sched_ab.get(t, float('nan')):.2f}" for t in show], fontsize=6)
+            right.set_ylabel(r"$\bar\alpha_t$", fontsize=7)
+    axes[len(procs) - 1].set_xlabel("token position", fontsize=7)
+    legend = [Patch(facecolor=_KEPT_COLOR, edgecolor="0.7", label="original token")]
+    for proc in procs:
+        color = FAMILY_COLORS[PROCESS_FAMILY[proc]]
+        if proc == "mask":
+            legend.append(Patch(facecolor=_mix(color, 0.85), label="[M] masked"))
+        elif proc == "uniform":
+            legend.append(Patch(facecolor=_mix(color, 0.45), label="substituted (random token)"))
+        else:
+            legend.append(Patch(facecolor=_mix(color, 0.45), label="rounds to another token"))
+    if curve is not None:
+        ax = axes[-1]
+        for proc in procs:
+            c = curve[curve["process"].astype(str) == proc].sort_values("level")
+            ax.step(c["level"], c["kept_fraction"], where="post", color=FAMILY_COLORS[PROCESS_FAMILY[proc]],
+                    lw=1.4, label={"mask": "absorbing mask", "uniform": "uniform substitution",
+                                   "gaussian": "Gaussian + rounding"}[proc])
+        ax.set_xlim(0, 1)
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_xlabel("noise level t", fontsize=7)
+        ax.set_ylabel("positions showing\nthe original token", fontsize=7)
+        ax.tick_params(labelsize=6.5)
+        ax.legend(fontsize=6.5, loc="lower left")
+    fig.legend(handles=legend, loc="outside lower center", ncols=len(legend), fontsize=6.5,
+               handlelength=1.2, columnspacing=1.0)
+    return fig
+
+
+def model_record(model) -> dict:
+    """What notebook 01 passes to :func:`dlmpaper.reproduce.record_model` for a loaded ``DiffusionLM``.
+
+    ``revision`` is the sha256 of a local checkpoint's ``model.safetensors`` (the shipped
+    embedded model), else the adapter's ``revision``; ``uses`` says which parts notebook 01 reads.
+    """
+    import hashlib
+    from pathlib import Path
+
+    revision = getattr(model, "revision", None)
+    weights = Path(str(model.hub_id)) / "model.safetensors" if model.hub_id else None
+    if weights is not None and weights.is_file():
+        digest = hashlib.sha256()
+        with open(weights, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+        revision = digest.hexdigest()
+    return {"model_id": model.name, "revision": revision, "dtype": str(model.dtype).removeprefix("torch."),
+            "uses": "tokenizer and input embedding matrix"}
