@@ -341,6 +341,14 @@ def _check_grid(grid: pd.DataFrame) -> None:
         raise ValueError(f"grid must be a table from forward_processes / corruption_grid with columns {', '.join(need)}")
 
 
+def _cell_text(text: str, max_chars: int) -> str:
+    """Cell label: the token without its space marks; a byte-level piece that is not valid
+    UTF-8 on its own (decodes to U+FFFD) is shown as ``<bytes>``."""
+    if "\ufffd" in text:
+        return "<bytes>"
+    return token_label(text.strip(" ") or text, max_chars=max_chars)
+
+
 def _mix(color: str, weight: float) -> tuple[float, float, float]:
     """``color`` blended with white (weight 1 = the colour itself)."""
     from matplotlib.colors import to_rgb
@@ -362,7 +370,8 @@ def plot_forward_processes(
 
     One panel per process: rows are noise levels t (``levels``, default all in ``grid``), columns
     token positions; each cell shows what x_t holds (``shown``): the original token (grey, kept),
-    ``[M]`` (masked) or another token (substituted / rounded to another token), coloured by the
+    ``[M]`` (masked) or another token (substituted / rounded to another token; a byte-level
+    piece that is not text on its own reads ``<bytes>``), coloured by the
     family of :data:`PROCESS_FAMILY`. The Gaussian panel also labels abar_t on the right.
     ``curve`` (from :func:`kept_fraction`, usually on a finer level grid) adds a bottom panel:
     fraction of positions still showing their original token against t. Returns the Figure.
@@ -403,8 +412,7 @@ def plot_forward_processes(
             i = int(np.flatnonzero(np.isclose(show, r["level"]))[0])
             mat[i, int(r["position"])] = code[r["state"]]
             changed = r["state"] != "kept"
-            label = ax.text(r["position"], i, token_label(str(r["shown"]).strip(" ") or str(r["shown"]),
-                                                          max_chars=max_chars),
+            label = ax.text(r["position"], i, _cell_text(str(r["shown"]), max_chars),
                             ha="center", va="center", fontsize=6, color="black",
                             fontweight="bold" if changed else "normal", clip_on=True)
             label.set_in_layout(False)  # inside its cell; keeps layout passes cheap (hundreds of texts)

@@ -731,9 +731,33 @@ def load_model(
             raise
         raise _hub_error(source, f"download or cache lookup failed ({exc.__class__.__name__}: {exc})") from exc
     model = model.to(dev).eval()
+    if is_local and local.resolve().is_relative_to(paths.ROOT):
+        source = str(local.resolve().relative_to(paths.ROOT))  # stable in manifests and notebooks
     return DiffusionLM(model, tokenizer, spec, hub_id=source, revision=revision)
 
 
 def with_overrides(spec: ModelSpec, **changes: Any) -> ModelSpec:
     """A copy of ``spec`` with fields replaced (e.g. a stand-in with LLaDA's ids)."""
     return dataclasses.replace(spec, **changes)
+
+
+def registry_table() -> "pd.DataFrame":
+    """The known models as a table (notebook 00_models): name, hub id, family, special ids, logit shift, licence."""
+    import pandas as pd
+
+    rows = [
+        {
+            "name": spec.name,
+            "hub_id": spec.hub_id or "data/embedded_model (shipped)",
+            "family": spec.family,
+            "mask_id": spec.mask_id if spec.mask_id is not None else spec.mask_token,
+            "eos_id": spec.eos_id if spec.eos_id is not None else spec.eos_token,
+            "eot_id": spec.eot_id if spec.eot_id is not None else spec.eot_token,
+            "logits_shifted": spec.shift_logits,
+            "needs_remote_code": spec.needs_remote_code,
+            "dtype": spec.dtype,
+            "licence": spec.licence,
+        }
+        for spec in REGISTRY.values()
+    ]
+    return pd.DataFrame(rows)

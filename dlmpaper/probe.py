@@ -22,8 +22,10 @@ could be summed before ``m`` is known: an exact answer needs ``p_i`` itself at t
 Two passes would double the forward cost, so we do one pass, keep a running float64 sum
 of the distributions (``n_masks x V``), and keep ``p_i`` in one of two forms:
 
-* full (exact): every distribution in float32 on the CPU, ``N x n_masks x V x 4`` bytes
-  (420 MB for 100 prompts with the embedded model's V = 8192). ``js_support="auto"``
+* full (exact): every distribution in float32 on the model's device (CPU for MPS),
+  ``N x n_masks x V x 4`` bytes (420 MB for 100 prompts with the embedded model's V = 8192);
+  at the end ``JS = H(a) - H(p_i)/2 - H(m)/2`` with ``a = (p_i + m)/2`` costs one log
+  per stored number. ``js_support="auto"``
   (default) chooses this when it fits :data:`JS_MEMORY_BUDGET`; ``js_support=None``
   forces it. ``js == js_upper``.
 * truncated (certified bracket): the ``K`` most likely tokens per prompt and position
@@ -35,10 +37,14 @@ of the distributions (``n_masks x V``), and keep ``p_i`` in one of two forms:
   instead, because each token's term is at most ``(p + m) log(2) / 2``. Both are exact
   bounds; they coincide when prompt ``i`` has no mass outside ``S`` and their gap is
   ``O(r log(1/r))``. Both are reported, so the truncation is never taken on trust.
+* skipped: ``js_support=0`` (``js`` is NaN), the cheapest probe.
 
 Per batch the statistics are computed in place on the logits and in reused buffers (no
-new ``B x n_masks x V`` tensors), so the probe costs little more than the forward passes
-it needs (``benchmarks/bench_probe.py`` measures the ratio; goal <= 1.10).
+new ``B x n_masks x V`` tensors): a top-k, one exp and about four light passes over the
+mask logits. ``benchmarks/bench_probe.py`` measures the cost against the bare forward
+passes (goal: ratio <= 1.10). With an 8B model on a GPU that cost is small next to the
+forward pass; with the small embedded model on a CPU the softmax-sized work is a sizeable
+fraction of the forward pass, and the exact JS statistic roughly doubles it.
 """
 
 from __future__ import annotations

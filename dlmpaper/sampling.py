@@ -235,6 +235,9 @@ class GenerationResult:
     for low_confidence); ``disagreement`` (B, steps + 1, G) bool or None: at forward pass
     ``s`` (``s = steps`` is one extra pass on the finished answer), True where a position
     committed at an earlier step holds a token other than the model's current argmax there.
+    That argmax is read from the same forward pass, at a position the model *sees*; LLaDA is
+    trained only on masked positions, so read it as "the model's output there now prefers
+    another token", not as a re-masked prediction.
     """
 
     tokens: torch.Tensor
@@ -310,10 +313,13 @@ class GenerationResult:
 
 # --------------------------------------------------------------------------- generate
 def _prompt_ids(model, prompts) -> list[list[int]]:
-    if isinstance(prompts, (str, torch.Tensor)) or not isinstance(prompts, Sequence):
+    if isinstance(prompts, (str, bytes)) or not isinstance(prompts, Iterable):
         raise TypeError(
             "prompts must be a list of strings or a list of token-id lists; wrap a single prompt as [prompt]"
         )
+    if isinstance(prompts, torch.Tensor) and prompts.dim() != 2:
+        raise TypeError("a tensor of prompts must be 2-D (one row of token ids per prompt)")
+    prompts = list(prompts)  # lists, tuples, pandas Series, rows of a 2-D tensor
     if len(prompts) == 0:
         raise ValueError("prompts is empty: pass at least one prompt")
     out = []
@@ -358,11 +364,11 @@ def generate(
     decoded in blocks of ``block_length`` from left to right, each with ``steps / n_blocks``
     steps; a block's masks are committed at an even rate (:func:`transfer_schedule`). At each
     step: logits (with classifier-free guidance ``un + (cfg+1)(cond - un)``, the
-    unconditional pass seeing the prompt replaced by masks; the mask token itself is never a
-    candidate: its logit is set to -inf, which LLaDA's trained model makes moot), ``x0`` by Gumbel-max at
+    unconditional pass seeing the prompt replaced by masks), ``x0`` by Gumbel-max at
     ``temperature`` (:func:`gumbel_argmax`), then the masked positions of the current block
     with the highest :func:`remasking_scores` are committed; committed tokens are never
-    revised. ``record`` keeps the disagreement record (one extra forward pass per batch).
+    revised. One deliberate difference from LLaDA's code: the mask token is never a candidate
+    (its logit is set to -inf; LLaDA's trained model gives it no mass, random stand-ins may). ``record`` keeps the disagreement record (one extra forward pass per batch).
     Deterministic given ``seed`` and independent of ``batch_size`` (module docstring).
     """
     settings = check_settings(
@@ -436,10 +442,12 @@ def _generate_batch(model, ids_list, settings: SamplerSettings, gens, record: bo
         cond, un = both[:B], both[B:]
         return un + (settings.cfg_scale + 1.0) * (cond - un)
 
-    def note_disagreement(logits: torch.Tensor, step: int) -> None:
-        committed = commit_step >= 0
+    def note_disagreement(logits: torch.Tensor, step: int, upto: int) -> None:
+        # committed positions lie before ``upto`` (end of the current block); argmax over a view
+        committed = commit_step[:, :upto] >= 0
         if bool(committed.any()):
-            disagreement[:, step] = (committed & (logits.argmax(-1) != x[:, p0:])).cpu()
+            differs = logits[:, :upto].argmax(-1) != x[:, p0 : p0 + upto]
+            disagreement[:, step, :upto] = (committed & differs).cpu()
 
     rows = torch.arange(B, device=device)[:, None]
     step = 0
@@ -450,7 +458,7 @@ def _generate_batch(model, ids_list, settings: SamplerSettings, gens, record: bo
         for k in schedule:
             logits = region_logits()
             if record:
-                note_disagreement(logits, step)
+                note_disagreement(logits, step, lo + bl)
             masked = x[:, p0 + lo : p0 + lo + bl] == mask_id  # (B, bl), same count in every row
             m = int(masked[0].sum())
             cols = torch.arange(bl, device=device).expand(B, bl)[masked].view(B, m)
@@ -467,7 +475,7 @@ def _generate_batch(model, ids_list, settings: SamplerSettings, gens, record: bo
             step += 1
             bar.update(1)
     if record:
-        note_disagreement(region_logits(), step)
+        note_disagreement(region_logits(), step, G)
     return {
         "tokens": x[:, p0:].cpu(),
         "commit_step": commit_step.cpu(),
@@ -607,7 +615,7 @@ def sweep(
     All settings are validated before the first forward pass.
     """
     methods = (remasking,) if isinstance(remasking, str) else tuple(remasking)
-    blocks = tuple(gen_length if b is None else b for b in block_lengths)
+    blocks = tuple(dict.fromkeys(gen_length if b is None else b for b in block_lengths))
     combos = [(t, b, r) for r in methods for b in blocks for t in tokens_per_step]
     if not combos:
         raise ValueError("sweep needs at least one tokens_per_step, block length and remasking")

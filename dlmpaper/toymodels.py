@@ -4,7 +4,7 @@
 the ideal token-wise model. This module asks whether a real masked diffusion LM, trained on
 samples of the same language with LLaDA's objective, falls into the trap the same way:
 
-* :func:`train_toy_model` -- a tiny bidirectional transformer (transformers' ModernBERT, no
+* :func:`train_toy_model` -- a tiny bidirectional transformer (transformers' BERT, no
   hand-written attention) trained with ``dlmpaper.training``'s objective, the whole sequence
   being the "response" (no prompt): mask with ``p = (1 - eps) t + eps``, loss = CE on masked / p;
 * :func:`save_toy_model` / :func:`load_toy_model` -- the shipped checkpoints in
@@ -19,7 +19,7 @@ checkpoints (a few minutes on one CPU core)::
     python -m dlmpaper.toymodels --train
 
 Vocabulary of every toy model: ids ``0 .. V-1`` are the language's tokens, ``V`` is the mask
-(``lang.mask_id``), ``V + 1`` is a padding id that never occurs (ModernBERT zeroes the embedding
+(``lang.mask_id``), ``V + 1`` is a padding id that never occurs (BERT zeroes the embedding
 of ``pad_token_id``, so it must not be a real token).
 """
 
@@ -38,7 +38,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from transformers import ModernBertConfig, ModernBertForMaskedLM
+from transformers import BertConfig, BertForMaskedLM
 
 from . import paths
 from .trap import (
@@ -94,9 +94,9 @@ class ToyTrainConfig:
 
 #: Recipe used by ``--train`` per language (overrides of :class:`ToyTrainConfig`).
 RECIPES: dict[str, dict] = {
-    "agreement": dict(steps=1500),
+    "agreement": dict(steps=1000),
     "brackets8": dict(steps=3000),
-    "copy6": dict(steps=2000),
+    "copy6": dict(steps=1500),
 }
 
 
@@ -131,31 +131,30 @@ def entropy_per_token(lang: ToyLanguage) -> float:
 # ------------------------------------------------------------------------------ model
 
 
-def toy_model_config(lang: ToyLanguage, hidden: int = 64, layers: int = 2, heads: int = 2) -> ModernBertConfig:
-    """A tiny ModernBERT config for ``lang``: vocab ``V + 2`` (tokens, mask, unused pad), all layers
-    global (bidirectional) attention, RoPE positions, tied embeddings, no dropout."""
+def toy_model_config(lang: ToyLanguage, hidden: int = 64, layers: int = 2, heads: int = 2) -> BertConfig:
+    """A tiny BERT config for ``lang``: vocab ``V + 2`` (tokens, mask, unused pad), bidirectional
+    attention, learned *absolute* position embeddings (``L`` of them), tied embeddings, no dropout.
+
+    Absolute positions matter here: with rotary positions only (ModernBERT, LLaDA) and no prompt,
+    a fully masked input is identical at every position, so every position would get the same
+    marginal and the first left-to-right step could not know it must open a bracket.
+    """
     V = lang.vocab_size
     if hidden % heads:
         raise ValueError(f"hidden ({hidden}) must be divisible by heads ({heads})")
-    return ModernBertConfig(
+    return BertConfig(
         vocab_size=V + 2,
         hidden_size=hidden,
         intermediate_size=2 * hidden,
         num_hidden_layers=layers,
         num_attention_heads=heads,
-        max_position_embeddings=max(16, lang.length),
-        global_attn_every_n_layers=1,
-        local_attention=2 * max(16, lang.length),
+        max_position_embeddings=lang.length,
+        type_vocab_size=1,
         pad_token_id=V + 1,
-        eos_token_id=V + 1,
-        bos_token_id=V + 1,
-        cls_token_id=V + 1,
-        sep_token_id=V + 1,
-        mask_token_id=V,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
         tie_word_embeddings=True,
-        embedding_dropout=0.0,
-        attention_dropout=0.0,
-        mlp_dropout=0.0,
+        mask_token_id=V,
         toy_language=lang.name,
         toy_vocab=list(lang.full_vocab),
     )
@@ -236,7 +235,7 @@ def train_toy_model(
     log_every: int = 50,
     threads: int | None = 1,
     progress: bool = True,
-) -> tuple[ModernBertForMaskedLM, pd.DataFrame]:
+) -> tuple[BertForMaskedLM, pd.DataFrame]:
     """Train a tiny masked diffusion LM on samples of ``lang`` (paper Sec. 2 objective, Sec. 4 trap;
     notebook 04_marginal_trap).
 
@@ -261,7 +260,7 @@ def train_toy_model(
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = ModernBertForMaskedLM(toy_model_config(lang, hidden, layers, heads))
+            model = BertForMaskedLM(toy_model_config(lang, hidden, layers, heads))
         model.train()
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, betas=(0.9, 0.98))
         rng = np.random.default_rng(seed)
@@ -282,7 +281,7 @@ def train_toy_model(
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
-            window.append(float(loss))
+            window.append(float(loss.detach()))
             if (step + 1) % log_every == 0 or step + 1 == steps:
                 rows.append(dict(step=step + 1, loss=float(np.mean(window)), lr=rate))
                 window = []
@@ -420,9 +419,12 @@ def save_toy_model(model, lang: ToyLanguage | str, directory: Path | None = None
     _check_model(model, lang)
     directory = Path(directory) if directory is not None else TOY_MODELS / lang.name
     directory.mkdir(parents=True, exist_ok=True)
-    for old in directory.iterdir():
-        if old.is_file():
-            old.unlink()
+    ours = {"config.json", "model.safetensors", TRAINING_JSON, "README.md", MANIFEST}
+    others = sorted(p.name for p in directory.iterdir() if p.name not in ours)
+    if others:
+        raise ValueError(f"{directory} holds other files {others}; save a toy model into an empty or toy-model folder")
+    for name in ours:
+        (directory / name).unlink(missing_ok=True)
     model.save_pretrained(directory)
     if log is not None:
         info = dict(language=lang.name, description=lang.description, command=command,
@@ -435,7 +437,7 @@ def save_toy_model(model, lang: ToyLanguage | str, directory: Path | None = None
     return directory
 
 
-def load_toy_model(name: str | ToyLanguage, root: Path | None = None) -> ModernBertForMaskedLM:
+def load_toy_model(name: str | ToyLanguage, root: Path | None = None) -> BertForMaskedLM:
     """The shipped toy model for language ``name`` from ``<root>/<lang.name>/`` (default root
     ``data/toy_models``), after checking ``MANIFEST.sha256``; eval mode, float32, CPU."""
     lang = toy_language(name)
@@ -443,7 +445,7 @@ def load_toy_model(name: str | ToyLanguage, root: Path | None = None) -> ModernB
     if not (directory / "config.json").exists():
         raise FileNotFoundError(f"no toy model in {directory}; train and ship it with `{RETRAIN_COMMAND}`")
     verify_manifest(directory)
-    model = ModernBertForMaskedLM.from_pretrained(directory, dtype=torch.float32)
+    model = BertForMaskedLM.from_pretrained(directory, dtype=torch.float32)
     _check_model(model, lang)
     return model.eval()
 
@@ -477,7 +479,7 @@ def toy_invalid_rates(
     vs k, trained vs exact").
 
     For each language (default: every shipped toy model), order and ``k`` in ``tokens_per_step``
-    (default ``1 .. L``) both decoders run through ``trap.invalid_rate_by_tokens_per_step``: exact
+    (default ``1 .. L``; values above a language's ``L`` are skipped for it) both decoders run through ``trap.invalid_rate_by_tokens_per_step``: exact
     recursion (``invalid_exact``, NaN when ``exact=False``) and ``n_samples`` simulated chains
     (``invalid_sim`` with a 95% Wilson interval). ``models`` maps language names to models
     (default: :func:`load_toy_model`). Tidy columns: ``language, order, marginals`` ("exact" or
@@ -488,8 +490,7 @@ def toy_invalid_rates(
     loaded = _models(langs, models, root)
     frames = []
     for lang in langs:
-        ks = list(tokens_per_step) if tokens_per_step is not None else list(range(1, lang.length + 1))
-        ks = [k for k in ks if 1 <= int(k) <= lang.length] if tokens_per_step is None else ks
+        ks = range(1, lang.length + 1) if tokens_per_step is None else [k for k in tokens_per_step if int(k) <= lang.length]
         fn = model_marginal_fn(loaded[lang.name], lang)
         for order in orders:
             for label, marg in (("exact", None), ("trained", fn)):
@@ -543,7 +544,7 @@ def _card(lang: ToyLanguage, info: dict, rates: pd.DataFrame | None) -> str:
     lines = [
         f"# Toy masked diffusion LM: `{lang.name}`",
         "",
-        f"A tiny ModernBERT masked diffusion LM trained on the exact toy language `{lang.name}` "
+        f"A tiny BERT-architecture masked diffusion LM trained on the exact toy language `{lang.name}` "
         f"({lang.description}; {lang.sequences.shape[0]} sequences of length {lang.length}, "
         f"vocabulary {lang.vocab} + `[MASK]` (id {lang.mask_id}) + an unused pad id).",
         "Used by `dlmpaper.toymodels` (notebooks 04_marginal_trap and 02_five_properties, property L2):",

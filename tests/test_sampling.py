@@ -202,6 +202,11 @@ def test_blocks_go_left_to_right_and_tokens_per_step():
     assert res.disagreement is None and lm.calls == 2
     with pytest.raises(ValueError, match="record=True"):
         res.disagreement_frame()
+    recorded = S.generate(lm, [[0, 1]], gen_length=4, block_length=2, tokens_per_step=2, progress=False)
+    assert torch.equal(recorded.tokens, res.tokens)
+    # pass 1 prefers 2 over the first block's 0s; the final pass prefers 4 everywhere
+    assert recorded.disagreement[0].int().tolist() == [[0, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1]]
+    assert recorded.to_frame()["n_later_disagreements"].tolist() == [2, 2, 1, 1]
 
 
 def test_end_id_cuts_texts():
@@ -289,7 +294,8 @@ def test_records_are_consistent(sharp, bert_prompts, remasking):
 
 def test_runs_on_dream_and_bert_adapters(dream_like, bert_mlm):
     for lm in (dream_like, bert_mlm):
-        res = S.generate(lm, ["Can brain cells move ?", "Yes"], gen_length=4, block_length=2, steps=2, progress=False)
+        prompts = pd.Series(["Can brain cells move ?", "Yes"])  # a notebook's column works as a list
+        res = S.generate(lm, prompts, gen_length=4, block_length=2, steps=2, progress=False)
         assert res.tokens.shape == (2, 4) and len(res.texts) == 2
         assert not (res.tokens == lm.mask_id).any()
 

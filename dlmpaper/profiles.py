@@ -1,0 +1,57 @@
+"""The two scales of every notebook: ``embedded`` (any CPU, offline) and ``paper`` (LLaDA + LIMA).
+
+Notebooks never branch on the profile beyond their ``parameters`` cell: they call
+:func:`get_profile` and :func:`load_profile_model` / :func:`load_profile_prompts`.
+(DESIGN.md, "Two scales, one code path".)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from . import data, models
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What a profile runs: model, prompt set, sizes and numeric type."""
+
+    name: str
+    model: str
+    prompts: str
+    n_prompts: int
+    dtype: str
+    trust_remote_code: bool
+    description: str
+
+
+PROFILES = {
+    "embedded": Profile(
+        "embedded", "embedded", "embedded", 100, "float32", False,
+        "the project's own small masked diffusion LM and the shipped held-out WordNet prompts (any CPU, offline)",
+    ),
+    "paper": Profile(
+        "paper", "llada-8b-instruct", "lima", 100, "bfloat16", True,
+        "GSAI-ML/LLaDA-8B-Instruct in bf16 and the first 100 prompts of GAIR/lima train (one GPU, hub access)",
+    ),
+}
+
+
+def get_profile(name: str) -> Profile:
+    """The profile called ``name``; a clear error lists the known ones."""
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
+    return PROFILES[name]
+
+
+def load_profile_model(profile: Profile, device: str = "cpu", model: str | None = None) -> models.DiffusionLM:
+    """Load the profile's model (or ``model``, a registry name / hub id / local path, when given)."""
+    name = model or profile.model
+    return models.load_model(name, device=device, dtype=profile.dtype, trust_remote_code=profile.trust_remote_code)
+
+
+def load_profile_prompts(profile: Profile, n: int | None = None, prompts: str | None = None) -> pd.DataFrame:
+    """The profile's prompt set (first ``n``), or ``prompts`` (``lima``, ``embedded`` or a file) when given."""
+    return data.load_prompts(prompts or profile.prompts, n or profile.n_prompts)
