@@ -5,7 +5,8 @@ Written from the paper's description to check :func:`dlmpaper.sampling.generate`
 at a time, simple loops, full-sequence float64 softmax as in LLaDA's public sampler;
 temperature 0 only, ``low_confidence`` or ``random`` remasking, optional classifier-free
 guidance. As in the library, the mask token is never a candidate (its logit is set to
--inf: LLaDA's trained model gives it no mass, a random stand-in may). ``random`` draws, per step, one uniform per masked position of the current block
+-inf: LLaDA's trained model gives it no mass, a random stand-in may). ``random`` draws,
+per step, one uniform per masked position of the current block
 from :func:`dlmpaper.sampling.row_generator` (the library's randomness contract).
 Not part of the library.
 """

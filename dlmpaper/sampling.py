@@ -39,6 +39,7 @@ __all__ = [
     "distinct_ratio",
     "generate",
     "gumbel_argmax",
+    "remask_check",
     "remasking_scores",
     "row_generator",
     "sequential_log_likelihood",
@@ -236,8 +237,9 @@ class GenerationResult:
     ``s`` (``s = steps`` is one extra pass on the finished answer), True where a position
     committed at an earlier step holds a token other than the model's current argmax there.
     That argmax is read from the same forward pass, at a position the model *sees*; LLaDA is
-    trained only on masked positions, so read it as "the model's output there now prefers
-    another token", not as a re-masked prediction.
+    trained only on masked positions, so its output there is untrained (on the embedded model
+    it disagrees ~90% of the time). :func:`remask_check` asks the trained question instead:
+    mask the position alone in the finished answer and read the prediction.
     """
 
     tokens: torch.Tensor
@@ -368,7 +370,8 @@ def generate(
     ``temperature`` (:func:`gumbel_argmax`), then the masked positions of the current block
     with the highest :func:`remasking_scores` are committed; committed tokens are never
     revised. One deliberate difference from LLaDA's code: the mask token is never a candidate
-    (its logit is set to -inf; LLaDA's trained model gives it no mass, random stand-ins may). ``record`` keeps the disagreement record (one extra forward pass per batch).
+    (its logit is set to -inf; LLaDA's trained model gives it no mass, random stand-ins may).
+    ``record`` keeps the disagreement record (one extra forward pass per batch).
     Deterministic given ``seed`` and independent of ``batch_size`` (module docstring).
     """
     settings = check_settings(
@@ -586,6 +589,54 @@ def sequential_log_likelihood(
         lp = torch.log_softmax(picked, dim=-1).gather(-1, gold[js].to(logits.device)[:, None]).squeeze(-1)
         logps[j0 : j0 + len(js)] = lp.cpu().numpy()
     return logps if per_token else float(logps.sum())
+
+
+# --------------------------------------------------------------------------- revisions
+@torch.no_grad()
+def remask_check(model, result: GenerationResult, *, answer_only: bool = True, batch_size: int = 16) -> pd.DataFrame:
+    """Would the model revise a committed token if asked again? (paper §5, notebook 04).
+
+    For each prompt and generated position ``i`` (up to and including the first end id with
+    ``answer_only``), mask position ``i`` alone in the finished sequence and read the model's
+    prediction there. Unlike :attr:`GenerationResult.disagreement` (read at visible positions,
+    where LLaDA-style models are not trained), this asks the question the model was trained
+    on. Columns: ``prompt``, ``position``, ``step``, ``token_id``, ``argmax_id``,
+    ``would_revise`` (argmax differs from the committed token), ``p_committed``, ``p_argmax``.
+    Costs one forward pass per checked position, batched ``batch_size`` at a time per prompt.
+    """
+    batch_size = _positive_int("batch_size", batch_size)
+    G = result.tokens.shape[1]
+    lengths = result.answer_lengths()
+    frames = []
+    for b, prompt in enumerate(result.prompt_ids):
+        answer = result.tokens[b].tolist()
+        seq = torch.tensor(list(prompt) + answer, dtype=torch.long)
+        p0 = len(prompt)
+        n = min(G, int(lengths[b]) + 1) if answer_only else G
+        for j0 in range(0, n, batch_size):
+            js = torch.arange(j0, min(n, j0 + batch_size))
+            x = seq.repeat(len(js), 1)
+            x[torch.arange(len(js)), p0 + js] = model.mask_id
+            logits = model.logits(x.to(model.device))[torch.arange(len(js)), p0 + js.to(model.device)].double()
+            logits[:, model.mask_id] = float("-inf")
+            probs = torch.softmax(logits, dim=-1).cpu()
+            top = probs.argmax(-1)
+            gold = result.tokens[b, js]
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "prompt": b,
+                        "position": js.numpy(),
+                        "step": result.commit_step[b, js].numpy(),
+                        "token_id": gold.numpy(),
+                        "argmax_id": top.numpy(),
+                        "would_revise": (top != gold).numpy(),
+                        "p_committed": probs.gather(1, gold[:, None]).squeeze(1).numpy(),
+                        "p_argmax": probs.max(-1).values.numpy(),
+                    }
+                )
+            )
+    return pd.concat(frames, ignore_index=True)
 
 
 # --------------------------------------------------------------------------- sweep

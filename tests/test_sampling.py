@@ -192,6 +192,19 @@ def test_commit_order_steps_and_disagreement_by_hand():
     assert res.texts == ["2 1 0"]
 
 
+def test_remask_check_by_hand():
+    # finished answer [2, 1, 0]: with one position masked, 2 tokens are visible -> prediction 2
+    lm = CountingLM(gen_length=3, a=1.0, slope=1.0)
+    res = S.generate(lm, [[0, 1]], gen_length=3, block_length=3, steps=3, progress=False, record=False)
+    frame = S.remask_check(lm, res, batch_size=2)
+    assert frame["position"].tolist() == [0, 1, 2] and frame["step"].tolist() == [2, 1, 0]
+    assert frame["argmax_id"].tolist() == [2, 2, 2]
+    assert frame["would_revise"].tolist() == [False, True, True]
+    p_top = [math.exp(a) / (math.exp(a) + 4) for a in (1.0, 2.0, 3.0)]
+    assert np.allclose(frame["p_argmax"], p_top)
+    assert np.allclose(frame["p_committed"], [p_top[0], 1 / (math.exp(2.0) + 4), 1 / (math.exp(3.0) + 4)])
+
+
 def test_blocks_go_left_to_right_and_tokens_per_step():
     # confidence rises to the right, but blocks force left-to-right order between blocks
     lm = CountingLM(gen_length=4, a=1.0, slope=1.0)

@@ -1,0 +1,635 @@
+"""Tables and figures of notebook 03_positional_probe (paper §4, issue (i)).
+
+Paper: "On the Role of Discreteness in Diffusion LLMs" (arXiv 2512.22630), §4: 128 mask
+tokens after a chat prompt, one forward pass, top-3 tokens at every mask position. Near
+the prompt the masks predict content words, farther away "the" and punctuation, finally
+end-of-sequence: uniform corruption is not uniform information loss. The probe itself is
+:func:`dlmpaper.probe.positional_probe`; this module turns its result into numbers with
+uncertainties and the three figures of notebook 03:
+
+* :func:`plot_single_prompt` - the paper's single-prompt figure (``03_single_prompt``);
+* :func:`plot_aggregate` - statistics against position with bootstrap bands (``03_aggregate``);
+* :func:`plot_frequency_drift` - frequency class of the top-1 token against position and
+  the end-dominance distance histogram (``03_frequency_drift``);
+* :func:`per_prompt_statistics`, :func:`window_summary`, :func:`compare_windows`,
+  :func:`bootstrap_mean` - the statistics averaged over position windows, CIs over prompts;
+* :func:`corpus_unigram_counts` - a reference unigram table from the shipped WordNet corpus;
+* :func:`headword_copy_check` - does the probe copy the prompt's headword to its gold position;
+* :func:`model_record` - the model entry for the figures manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from dlmpaper.plotting import token_label
+from dlmpaper.probe import ProbeResult, is_stop_or_punct
+
+__all__ = [
+    "DEFAULT_WINDOWS",
+    "STAT_LABELS",
+    "SPECIAL_LABELS",
+    "display_token",
+    "corpus_unigram_counts",
+    "per_prompt_statistics",
+    "bootstrap_mean",
+    "window_summary",
+    "frequency_class_by_position",
+    "compare_windows",
+    "headword_positions",
+    "headword_copy_check",
+    "plot_single_prompt",
+    "plot_aggregate",
+    "plot_frequency_drift",
+    "model_record",
+]
+
+#: Position windows (1-based, inclusive) used for the notebook's numbers: right after the
+#: prompt, the middle, far away, and the last quarter of the 128 masks.
+DEFAULT_WINDOWS: dict[str, tuple[int, int]] = {
+    "near 1-8": (1, 8),
+    "middle 9-64": (9, 64),
+    "far 65-128": (65, 128),
+    "last 97-128": (97, 128),
+}
+
+#: Panel titles / axis labels of the statistics of :func:`dlmpaper.probe.position_summary`.
+STAT_LABELS: dict[str, str] = {
+    "entropy": "entropy (nats)",
+    "top1_prob": "top-1 probability",
+    "end_share": "share: top-1 is end token",
+    "stop_punct_share": "share: top-1 is stop word / punct.",
+    "content_share": "share: top-1 is a content token",
+    "js_divergence": "prompt-specificity JS (nats)",
+    "js_divergence_upper": "JS upper bound (nats)",
+    "top1_freq_class": "frequency class of top-1",
+    "top1_freq_class_nonend": "frequency class of top-1 (non-end)",
+}
+
+#: Short display names of special tokens in the single-prompt figure.
+SPECIAL_LABELS: dict[str, str] = {
+    "<|endoftext|>": "EOS",
+    "</s>": "EOS",
+    "<|eos|>": "EOS",
+    "<eos>": "EOS",
+    "<|eot_id|>": "EOT",
+    "<|im_end|>": "EOT",
+    "<|mdm_mask|>": "MASK",
+}
+
+_SPECIAL_RE = re.compile(r"^<\|?[A-Za-z_]+\|?>$")
+
+
+def display_token(text: str, max_chars: int = 8) -> str:
+    """A token's text for a figure cell: special tokens by short name (:data:`SPECIAL_LABELS`),
+    other tokens via :func:`dlmpaper.plotting.token_label` (``"␣the"``), truncated to ``max_chars``."""
+    if text in SPECIAL_LABELS:
+        return SPECIAL_LABELS[text]
+    if _SPECIAL_RE.match(text):
+        return token_label(text.strip("<|>").upper(), max_chars=max_chars)
+    return token_label(text, max_chars=max_chars)
+
+
+# --------------------------------------------------------------------------- reference frequencies
+def corpus_unigram_counts(
+    tokenizer: Any, rows: Sequence[Mapping[str, Any]], *, field: str = "response", max_rows: int | None = None
+) -> pd.Series:
+    """Token counts of ``rows[i][field]`` under ``tokenizer`` (no special tokens): a reference unigram table.
+
+    Notebook 03 feeds it the shipped WordNet corpus (:func:`dlmpaper.corpus.load_split`,
+    the responses the embedded model was trained on) and ranks the counts with
+    :func:`dlmpaper.probe.unigram_ranks_from_counts` for the "frequency class" of §4's
+    drift toward frequent tokens. ``max_rows`` keeps an evenly spaced subsample (every
+    k-th row, deterministic) to bound the tokenizer's time. Returns a Series
+    ``token_id -> count`` (sorted by id) named ``count``.
+    """
+    if max_rows is not None and (not isinstance(max_rows, int) or max_rows < 1):
+        raise ValueError(f"max_rows must be a positive integer or None, got {max_rows!r}")
+    rows = list(rows)
+    if not rows:
+        raise ValueError("rows is empty: pass corpus rows such as dlmpaper.corpus.load_split('train')")
+    if field not in rows[0]:
+        raise ValueError(f"rows have no field {field!r}; available: {sorted(rows[0])}")
+    if max_rows is not None and len(rows) > max_rows:
+        step = math.ceil(len(rows) / max_rows)
+        rows = rows[::step]
+    texts = [str(r[field]) for r in rows]
+    counts: Counter[int] = Counter()
+    for start in range(0, len(texts), 4096):
+        for ids in tokenizer(texts[start : start + 4096], add_special_tokens=False)["input_ids"]:
+            counts.update(ids)
+    series = pd.Series(counts, dtype=np.int64, name="count").sort_index()
+    series.index = series.index.astype(np.int64).rename("token_id")
+    return series
+
+
+# --------------------------------------------------------------------------- statistics per prompt
+def _dense_ranks(reference_ranks: Mapping[int, float] | pd.Series, vocab_size: int) -> np.ndarray:
+    """``(vocab_size,)`` ranks; tokens absent from the reference get (largest rank + 1)."""
+    series = reference_ranks if isinstance(reference_ranks, pd.Series) else pd.Series(reference_ranks)
+    if series.empty:
+        raise ValueError("reference_ranks is empty; build it with dlmpaper.probe.unigram_ranks_from_counts")
+    dense = np.full(vocab_size, float(series.max()) + 1.0)
+    ids = np.asarray(series.index, dtype=np.int64)
+    ok = (ids >= 0) & (ids < vocab_size)
+    dense[ids[ok]] = series.to_numpy(dtype=np.float64)[ok]
+    return dense
+
+
+def per_prompt_statistics(
+    result: ProbeResult, reference_ranks: Mapping[int, float] | pd.Series | None = None
+) -> dict[str, np.ndarray]:
+    """Each statistic of :func:`dlmpaper.probe.position_summary` as an ``(n_prompts, n_masks)`` array.
+
+    Same definitions (paper §4, notebook 03): ``entropy``, ``top1_prob``, ``end_share``
+    (top-1 is an end token), ``stop_punct_share`` (stop word / punctuation / whitespace,
+    end tokens excluded), ``content_share`` (neither), ``js_divergence`` and
+    ``js_divergence_upper``, and, when ``reference_ranks`` is given, ``top1_freq_class`` =
+    ``floor(log2(rank))`` and ``top1_freq_class_nonend``, the same but NaN where the top-1
+    is an end token (a corpus of responses rarely counts EOS, so EOS would otherwise look
+    like the rarest token). Values are 0/1 for the shares.
+    """
+    end = result.matrix("top1_is_end").astype(bool)
+    texts = result.matrix("top1_token")
+    stop = np.vectorize(is_stop_or_punct, otypes=[bool])(texts) & ~end
+    out = {
+        "entropy": result.matrix("entropy").astype(np.float64),
+        "top1_prob": result.matrix("top1_prob").astype(np.float64),
+        "end_share": end.astype(np.float64),
+        "stop_punct_share": stop.astype(np.float64),
+        "content_share": (~end & ~stop).astype(np.float64),
+        "js_divergence": result.matrix("js").astype(np.float64),
+        "js_divergence_upper": result.matrix("js_upper").astype(np.float64),
+    }
+    if reference_ranks is not None:
+        dense = _dense_ranks(reference_ranks, result.vocab_size)
+        freq = np.floor(np.log2(dense[result.matrix("top1_id").astype(np.int64)]))
+        out["top1_freq_class"] = freq
+        out["top1_freq_class_nonend"] = np.where(end, np.nan, freq)
+    return out
+
+
+def _nanmean(x: np.ndarray, axis: int) -> np.ndarray:
+    """Mean ignoring NaN; NaN (no warning) where every value is NaN."""
+    valid = ~np.isnan(x)
+    count = valid.sum(axis=axis)
+    total = np.where(valid, x, 0.0).sum(axis=axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def _percentiles(boots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """2.5% and 97.5% percentiles over axis 0, ignoring NaN resamples (NaN if all are NaN)."""
+    if np.isnan(boots).all():
+        nan = np.full(boots.shape[1:], np.nan)
+        return nan, nan
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanpercentile(boots, 2.5, axis=0), np.nanpercentile(boots, 97.5, axis=0)
+
+
+def _resample_index(n: int, n_boot: int, seed: int) -> np.ndarray:
+    if not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
+        raise ValueError(f"n_boot must be an integer >= 1, got {n_boot!r}")
+    if n < 1:
+        raise ValueError("no prompts to bootstrap over")
+    return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+
+
+def bootstrap_mean(values: Iterable[float], n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean of ``values`` (one per prompt) and its percentile-bootstrap 95% CI: ``(mean, low, high)``.
+
+    Notebook 03 uses it for shares over prompts (e.g. the headword copying check).
+    """
+    x = np.asarray(list(values), dtype=np.float64)
+    idx = _resample_index(len(x), n_boot, seed)
+    boots = x[idx].mean(axis=1)
+    return float(x.mean()), float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))
+
+
+def _window_values(matrix: np.ndarray, first: int, last: int) -> np.ndarray:
+    n_masks = matrix.shape[1]
+    if not (1 <= first <= last):
+        raise ValueError(f"window ({first}, {last}) must satisfy 1 <= first <= last")
+    if first > n_masks:
+        raise ValueError(f"window ({first}, {last}) starts after the last mask position {n_masks}")
+    return _nanmean(matrix[:, first - 1 : min(last, n_masks)], axis=1)
+
+
+def window_summary(
+    result: ProbeResult,
+    windows: Mapping[str, tuple[int, int]] | None = None,
+    reference_ranks: Mapping[int, float] | pd.Series | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Per position window and statistic: mean over prompts with a bootstrap 95% CI (notebook 03).
+
+    Each prompt's values are first averaged over the window's positions (``first..last``,
+    1-based, inclusive, clipped to ``n_masks``), then the mean over prompts is bootstrapped
+    (``n_boot`` resamples of prompts, ``seed``; the same resamples for every cell).
+    Tidy: ``window``, ``first``, ``last``, ``statistic``, ``mean``, ``ci_low``, ``ci_high``,
+    ``n_prompts``. Statistics as in :func:`per_prompt_statistics`.
+    """
+    windows = dict(DEFAULT_WINDOWS if windows is None else windows)
+    stats = per_prompt_statistics(result, reference_ranks)
+    idx = _resample_index(result.n_prompts, n_boot, seed)
+    rows = []
+    for name, (first, last) in windows.items():
+        for stat, matrix in stats.items():
+            per_prompt = _window_values(matrix, first, last)
+            low, high = _percentiles(_nanmean(per_prompt[idx], axis=1))
+            rows.append(
+                {
+                    "window": name,
+                    "first": first,
+                    "last": min(last, result.n_masks),
+                    "statistic": stat,
+                    "mean": float(_nanmean(per_prompt, axis=0)),
+                    "ci_low": float(low),
+                    "ci_high": float(high),
+                    "n_prompts": int((~np.isnan(per_prompt)).sum()),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def compare_windows(
+    result: ProbeResult,
+    statistic: str,
+    near: tuple[int, int] = (1, 8),
+    far: tuple[int, int] = (65, 128),
+    reference_ranks: Mapping[int, float] | pd.Series | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, float | bool]:
+    """``statistic`` averaged over the ``near`` and ``far`` windows, and their paired difference.
+
+    The difference ``near - far`` is computed per prompt and bootstrapped over prompts
+    (paired: a prompt's two windows stay together). Returns ``near``, ``near_low``,
+    ``near_high``, ``far``, ``far_low``, ``far_high``, ``diff``, ``diff_low``, ``diff_high``
+    and ``separated`` (the two 95% CIs do not overlap). NaN values (``top1_freq_class_nonend``
+    where the top-1 is an end token) are left out of the means. Notebook 03's verdict: is
+    prompt-specificity near the prompt higher than far away (paper §4)?
+    """
+    stats = per_prompt_statistics(result, reference_ranks)
+    if statistic not in stats:
+        raise ValueError(f"unknown statistic {statistic!r}; choose one of {sorted(stats)}")
+    a = _window_values(stats[statistic], *near)
+    b = _window_values(stats[statistic], *far)
+    idx = _resample_index(result.n_prompts, n_boot, seed)
+    out: dict[str, float | bool] = {}
+    for key, x in (("near", a), ("far", b), ("diff", a - b)):
+        low, high = _percentiles(_nanmean(x[idx], axis=1))
+        out[key] = float(_nanmean(x, axis=0))
+        out[f"{key}_low"] = float(low)
+        out[f"{key}_high"] = float(high)
+    # NaN comparisons are False: a window without values is never "separated"
+    out["separated"] = bool(out["near_low"] > out["far_high"] or out["far_low"] > out["near_high"])
+    return out
+
+
+def frequency_class_by_position(
+    result: ProbeResult,
+    reference_ranks: Mapping[int, float] | pd.Series,
+    *,
+    exclude_end: bool = True,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Per position: mean frequency class ``floor(log2(rank))`` of the top-1 token, bootstrap 95% CI.
+
+    Like ``top1_freq_class`` of :func:`dlmpaper.probe.position_summary` (same tidy columns,
+    so :func:`plot_aggregate` and :func:`plot_frequency_drift` take it), but with
+    ``exclude_end`` (default) prompts whose top-1 is an end token are left out at that
+    position (statistic ``top1_freq_class_nonend``; ``n_prompts`` counts the rest; NaN
+    where every top-1 is an end token). Paper §4's drift "toward 'the' and punctuation"
+    is then measured on the tokens that are not yet EOS (notebook 03).
+    """
+    stats = per_prompt_statistics(result, reference_ranks)
+    name = "top1_freq_class_nonend" if exclude_end else "top1_freq_class"
+    x = stats[name]
+    idx = _resample_index(result.n_prompts, n_boot, seed)
+    low, high = _percentiles(np.stack([_nanmean(x[row], axis=0) for row in idx]))
+    return pd.DataFrame(
+        {
+            "position": np.arange(1, result.n_masks + 1),
+            "statistic": name,
+            "mean": _nanmean(x, axis=0),
+            "ci_low": low,
+            "ci_high": high,
+            "n_prompts": (~np.isnan(x)).sum(axis=0),
+        }
+    )
+
+
+# --------------------------------------------------------------------------- copying check
+def headword_positions(tokenizer: Any, prompts: pd.DataFrame) -> pd.DataFrame:
+    """Where each prompt's headword first appears in its gold ``response``, in response tokens.
+
+    ``prompts`` needs ``prompt_id``, ``headword`` and ``response`` (the embedded prompt
+    set). The response is tokenized on its own (it follows the chat template's generation
+    prompt, so its first token is mask position 1); the headword's first token is the token
+    whose character span holds the headword's first character (word-boundary match, case
+    ignored). Columns ``prompt_id``, ``headword``, ``gold_position`` (1-based; NaN when the
+    headword is not in the response), ``token_id`` (-1 when absent), ``token``.
+    """
+    missing = {"prompt_id", "headword", "response"} - set(prompts.columns)
+    if missing:
+        raise ValueError(f"prompts lack column(s) {sorted(missing)}: the copying check needs the embedded prompt set")
+    rows = []
+    for pid, word, response in zip(prompts["prompt_id"], prompts["headword"], prompts["response"]):
+        match = re.search(rf"(?<![\w]){re.escape(str(word))}(?![\w])", str(response), flags=re.IGNORECASE)
+        position, token_id, token = math.nan, -1, ""
+        if match is not None:
+            enc = tokenizer(str(response), add_special_tokens=False, return_offsets_mapping=True)
+            for i, (start, end) in enumerate(enc["offset_mapping"]):
+                if start <= match.start() < end:
+                    position, token_id = float(i + 1), int(enc["input_ids"][i])
+                    token = tokenizer.decode([token_id], clean_up_tokenization_spaces=False)
+                    break
+        rows.append({"prompt_id": str(pid), "headword": word, "gold_position": position,
+                     "token_id": token_id, "token": token})
+    return pd.DataFrame(rows)
+
+
+def headword_copy_check(result: ProbeResult, tokenizer: Any, prompts: pd.DataFrame) -> pd.DataFrame:
+    """Per prompt: is the headword's first token among the top-k at its gold position? (notebook 03)
+
+    A check that the masks near the prompt carry prompt content: "Tell me about the word
+    X" is answered "The word X is ...", so a model that reads the prompt should put X's
+    first token among its top-k at X's position in the gold answer. Columns of
+    :func:`headword_positions` plus ``rank`` (1..top_k, NaN when not in the top-k),
+    ``in_top_k`` (bool) and ``prob`` (0 when not in the top-k). Prompts the probe skipped,
+    or whose headword is not in the response or sits beyond ``n_masks``, are dropped.
+    """
+    gold = headword_positions(tokenizer, prompts)
+    gold = gold[gold["prompt_id"].isin(set(result.prompt_ids))]
+    gold = gold[gold["gold_position"].notna() & (gold["gold_position"] <= result.n_masks)].copy()
+    gold["gold_position"] = gold["gold_position"].astype(np.int64)
+    table = result.table[["prompt_id", "position", "rank", "token_id", "prob"]]
+    hits = gold.merge(
+        table, left_on=["prompt_id", "gold_position", "token_id"], right_on=["prompt_id", "position", "token_id"],
+        how="left",
+    ).drop(columns="position")
+    hits["in_top_k"] = hits["rank"].notna()
+    hits["prob"] = hits["prob"].fillna(0.0)
+    return hits.reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- figures
+def plot_single_prompt(
+    table: pd.DataFrame,
+    prompt_id: str | None = None,
+    *,
+    positions_per_row: int = 16,
+    max_chars: int = 8,
+    title: str | None = None,
+    cmap: str = "Blues",
+):
+    """The paper's single-prompt figure (§4): top-k tokens and their probabilities at every mask position.
+
+    ``table`` is :attr:`dlmpaper.probe.ProbeResult.table` (one prompt is drawn:
+    ``prompt_id``, default the first). One band per ``positions_per_row`` positions; in a
+    band, columns are positions and rows are ranks 1..k; each cell shows the token
+    (:func:`display_token`) on a colour that encodes its probability (log scale, colour
+    bar). Figure ``03_single_prompt`` of notebook 03. Returns the matplotlib Figure.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+
+    required = {"prompt_id", "position", "rank", "token", "prob"}
+    if not required <= set(table.columns):
+        raise ValueError(f"table lacks {sorted(required - set(table.columns))}; pass ProbeResult.table")
+    if table.empty:
+        raise ValueError("table is empty: run dlmpaper.probe.positional_probe first")
+    if prompt_id is None:
+        prompt_id = table["prompt_id"].iloc[0]
+    one = table[table["prompt_id"] == prompt_id]
+    if one.empty:
+        raise ValueError(f"prompt_id {prompt_id!r} is not in the table")
+    probs = one.pivot(index="rank", columns="position", values="prob").sort_index()
+    tokens = one.pivot(index="rank", columns="position", values="token").sort_index()
+    k, n = probs.shape
+    positions = probs.columns.to_numpy()
+    n_rows = math.ceil(n / positions_per_row)
+    norm = LogNorm(vmin=1e-3, vmax=1.0, clip=True)
+    fig, axes = plt.subplots(
+        n_rows, 1, figsize=(0.72 * positions_per_row + 1.4, (0.23 * k + 0.42) * n_rows + 0.7), squeeze=False,
+        layout="constrained",
+    )
+    colormap = plt.get_cmap(cmap)
+    image = None
+    for r, ax in enumerate(axes[:, 0]):
+        cols = slice(r * positions_per_row, min((r + 1) * positions_per_row, n))
+        p = probs.iloc[:, cols].to_numpy(dtype=np.float64)
+        t = tokens.iloc[:, cols].to_numpy()
+        width = p.shape[1]
+        image = ax.imshow(np.clip(p, 1e-3, 1.0), cmap=colormap, norm=norm, aspect="auto",
+                          extent=(-0.5, positions_per_row - 0.5, k - 0.5, -0.5))
+        for i in range(k):
+            for j in range(width):
+                shade = colormap(norm(max(p[i, j], 1e-3)))
+                light = 0.299 * shade[0] + 0.587 * shade[1] + 0.114 * shade[2] > 0.55
+                ax.text(j, i, display_token(str(t[i, j]), max_chars), ha="center", va="center",
+                        fontsize=7, color="black" if light else "white")
+        ax.set_xlim(-0.5, positions_per_row - 0.5)
+        ax.set_xticks(range(width), [str(int(x)) for x in positions[cols]], fontsize=6.5)
+        ax.set_yticks(range(k), [f"#{i + 1}" for i in range(k)], fontsize=7)
+        ax.tick_params(length=0, pad=1.5)
+        ax.grid(False)
+        for edge in np.arange(0.5, positions_per_row - 0.5):
+            ax.axvline(edge, color="white", linewidth=0.6)
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+    axes[-1, 0].set_xlabel("mask position after the prompt (token offset)")
+    cbar = fig.colorbar(image, ax=axes[:, 0].tolist(), shrink=0.5, pad=0.01, aspect=30)
+    cbar.set_label("probability (log scale)")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def _log2_position_axis(ax, n_masks: int) -> None:
+    ax.set_xscale("log", base=2)
+    ticks = [2**i for i in range(int(math.log2(max(n_masks, 1))) + 1)]
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.set_xlim(1, n_masks)
+    ax.minorticks_off()
+
+
+def plot_aggregate(
+    summary: pd.DataFrame,
+    statistics: Sequence[str] | None = None,
+    *,
+    log_position: bool = True,
+    ncols: int = 3,
+    title: str | None = None,
+):
+    """Small multiples: each statistic against mask position, mean over prompts and 95% bootstrap band.
+
+    ``summary`` is the tidy table of :func:`dlmpaper.probe.position_summary` (or several
+    stacked with a ``reference`` column, which then colours the lines). ``statistics``
+    defaults to every statistic present except ``js_divergence_upper``, which is drawn
+    dashed in the JS panel when it differs from ``js_divergence`` (truncated JS bracket).
+    Position on a log2 axis by default (the change happens in the first few dozen
+    positions). Figure ``03_aggregate`` of notebook 03 (paper §4, 100 prompts).
+    """
+    import matplotlib.pyplot as plt
+
+    required = {"position", "statistic", "mean", "ci_low", "ci_high"}
+    if not required <= set(summary.columns):
+        raise ValueError(f"summary lacks {sorted(required - set(summary.columns))}; pass position_summary(...)")
+    present = list(dict.fromkeys(summary["statistic"]))
+    if statistics is None:
+        statistics = [s for s in present if s != "js_divergence_upper"]
+    unknown = [s for s in statistics if s not in present]
+    if unknown:
+        raise ValueError(f"statistic(s) {unknown} not in summary; present: {present}")
+    if not statistics:
+        raise ValueError("no statistics to plot")
+    groups = list(dict.fromkeys(summary["reference"])) if "reference" in summary.columns else [None]
+    n_masks = int(summary["position"].max())
+    nrows = math.ceil(len(statistics) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.4 * nrows), squeeze=False, layout="constrained")
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, stat in zip(axes.flat, statistics):
+        for g, group in enumerate(groups):
+            part = summary[summary["statistic"] == stat]
+            if group is not None:
+                part = part[part["reference"] == group]
+            if part.empty:
+                continue
+            part = part.sort_values("position")
+            color = palette[g % len(palette)]
+            ax.fill_between(part["position"], part["ci_low"], part["ci_high"], color=color, alpha=0.25, linewidth=0)
+            ax.plot(part["position"], part["mean"], color=color, linewidth=1.3,
+                    label=None if group is None else str(group))
+            if stat == "js_divergence":
+                upper = summary[summary["statistic"] == "js_divergence_upper"].sort_values("position")
+                if not upper.empty and not np.allclose(upper["mean"].to_numpy(), part["mean"].to_numpy()):
+                    ax.plot(upper["position"], upper["mean"], color=color, linestyle="--", linewidth=1.0,
+                            label="upper bound")
+        if log_position:
+            _log2_position_axis(ax, n_masks)
+        else:
+            ax.set_xlim(1, n_masks)
+        if stat.endswith("_share"):
+            ax.set_ylim(-0.03, 1.03)
+        ax.set_title(STAT_LABELS.get(stat, stat), fontsize=9)
+        ax.set_xlabel("mask position")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(statistics):]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def plot_frequency_drift(
+    freq_summaries: Mapping[str, pd.DataFrame],
+    end_dominance: pd.DataFrame,
+    n_masks: int,
+    *,
+    log_position: bool = True,
+    title: str | None = None,
+):
+    """Drift toward frequent tokens and the distance at which EOS takes over (paper §4, notebook 03).
+
+    Left: the frequency class ``floor(log2(rank))`` of the top-1 token against position,
+    mean and 95% band over prompts, one line per reference unigram table
+    (``freq_summaries``: label -> :func:`frequency_class_by_position` output, or a
+    :func:`dlmpaper.probe.position_summary` computed with that table; rows with statistic
+    ``top1_freq_class_nonend`` are used if present, else ``top1_freq_class``). Lower =
+    more frequent (0 = the most frequent token). Right: histogram of
+    :func:`dlmpaper.probe.end_dominance_distance` (the position from which an end token is
+    top-1 for good), with the count of prompts where it never happens. Figure ``03_frequency_drift``.
+    """
+    import matplotlib.pyplot as plt
+
+    if not freq_summaries:
+        raise ValueError("freq_summaries is empty: pass {label: position_summary(result, reference_ranks=...)}")
+    if "end_dominance_position" not in end_dominance.columns:
+        raise ValueError("end_dominance lacks 'end_dominance_position'; pass dlmpaper.probe.end_dominance_distance(result)")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9.0, 3.3), layout="constrained")
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for g, (label, frame) in enumerate(freq_summaries.items()):
+        names = [n for n in ("top1_freq_class_nonend", "top1_freq_class") if n in set(frame["statistic"])]
+        if not names:
+            raise ValueError(
+                f"summary {label!r} has no top1_freq_class rows; use frequency_class_by_position(result, ranks)"
+            )
+        part = frame[frame["statistic"] == names[0]].sort_values("position")
+        color = palette[g % len(palette)]
+        left.fill_between(part["position"], part["ci_low"], part["ci_high"], color=color, alpha=0.25, linewidth=0)
+        left.plot(part["position"], part["mean"], color=color, linewidth=1.3, label=label)
+    if log_position:
+        _log2_position_axis(left, n_masks)
+    else:
+        left.set_xlim(1, n_masks)
+    left.set_ylim(bottom=-0.3)
+    left.set_xlabel("mask position")
+    nonend = any("top1_freq_class_nonend" in set(f["statistic"]) for f in freq_summaries.values())
+    left.set_ylabel(("non-end " if nonend else "") + "top-1 frequency class\nfloor(log2 rank), 0 = most frequent")
+    left.set_title("drift toward frequent tokens", fontsize=9)
+    left.legend(fontsize=7, title="reference ranks", title_fontsize=7)
+
+    values = end_dominance["end_dominance_position"].to_numpy(dtype=np.float64)
+    found = values[~np.isnan(values)]
+    never = int(np.isnan(values).sum())
+    bins = np.arange(0.5, n_masks + 1.5, max(1, n_masks // 64))
+    right.hist(found, bins=bins, color=palette[3 % len(palette)], edgecolor="none")
+    if found.size:
+        median = float(np.median(found))
+        right.axvline(median, color="black", linestyle="--", linewidth=1.0, label=f"median {median:g}")
+        right.legend(fontsize=7)
+    right.set_xlim(0.5, n_masks + 0.5)
+    right.set_xlabel("end-dominance position (EOS top-1 from here on)")
+    right.set_ylabel("prompts")
+    right.set_title(f"where EOS takes over ({len(found)} prompts; never: {never})", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+# --------------------------------------------------------------------------- manifest
+def model_record(model) -> dict:
+    """What notebook 03 passes to :func:`dlmpaper.reproduce.record_model` for a loaded ``DiffusionLM``.
+
+    ``revision`` is the sha256 of a local checkpoint's ``model.safetensors`` (the shipped
+    embedded model; a relative path is resolved against the repository root), else the
+    adapter's ``revision`` (hub commit).
+    """
+    from dlmpaper import paths
+
+    revision = getattr(model, "revision", None)
+    hub_id = getattr(model, "hub_id", None)
+    if hub_id:
+        for base in (Path(str(hub_id)), paths.ROOT / str(hub_id)):
+            weights = base / "model.safetensors"
+            if weights.is_file():
+                digest = hashlib.sha256()
+                with open(weights, "rb") as fh:
+                    for chunk in iter(lambda: fh.read(1 << 20), b""):
+                        digest.update(chunk)
+                revision = digest.hexdigest()
+                break
+    return {
+        "model_id": str(getattr(model, "name", hub_id)),
+        "hub_id": None if hub_id is None else str(hub_id),
+        "revision": revision,
+        "dtype": str(getattr(model, "dtype", "")).removeprefix("torch."),
+        "uses": "one forward pass per prompt batch: predicted distributions at 128 mask positions",
+    }
