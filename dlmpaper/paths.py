@@ -20,6 +20,8 @@ BENCHMARKS = ROOT / "benchmarks"
 
 #: The shipped embedded model (Hugging Face directory: config, safetensors, tokenizer).
 EMBEDDED_MODEL = DATA / "embedded_model"
+#: Small masked LMs trained on the exact toy languages (notebook 04).
+TOY_MODELS = DATA / "toy_models"
 #: Shipped corpus built from WordNet 3.0 (see ``data/wordnet_corpus/README.md``).
 CORPUS_DIR = DATA / "wordnet_corpus"
 #: Shipped prompt sets.

@@ -57,7 +57,7 @@ from .trap import (
 from .training import DEFAULT_EPS, corrupt, masked_logits, sft_loss
 
 #: Where the shipped toy checkpoints live (one folder per language name).
-TOY_MODELS = paths.DATA / "toy_models"
+TOY_MODELS = paths.TOY_MODELS
 RETRAIN_COMMAND = "python -m dlmpaper.toymodels --train"
 MANIFEST = "MANIFEST.sha256"
 TRAINING_JSON = "training.json"
