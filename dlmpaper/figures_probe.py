@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from dlmpaper.plotting import token_label
-from dlmpaper.probe import ProbeResult, is_stop_or_punct
+from dlmpaper.probe import ProbeResult, is_stop_or_punct, modal_top1
 
 __all__ = [
     "DEFAULT_WINDOWS",
@@ -69,6 +69,7 @@ STAT_LABELS: dict[str, str] = {
     "end_share": "share: top-1 is end token",
     "stop_punct_share": "share: top-1 is stop word / punct.",
     "content_share": "share: top-1 is a content token",
+    "modal_share": "share: top-1 = most common top-1",
     "js_divergence": "prompt-specificity JS (nats)",
     "js_divergence_upper": "JS upper bound (nats)",
     "top1_freq_class": "frequency class of top-1",
@@ -152,7 +153,9 @@ def per_prompt_statistics(
 
     Same definitions (paper §4, notebook 03): ``entropy``, ``top1_prob``, ``end_share``
     (top-1 is an end token), ``stop_punct_share`` (stop word / punctuation / whitespace,
-    end tokens excluded), ``content_share`` (neither), ``js_divergence`` and
+    end tokens excluded), ``content_share`` (neither), ``modal_share`` (the top-1 is the
+    most common top-1 over prompts at that position, :func:`dlmpaper.probe.modal_top1`: a
+    prompt-independent "template" prediction), ``js_divergence`` and
     ``js_divergence_upper``, and, when ``reference_ranks`` is given, ``top1_freq_class`` =
     ``floor(log2(rank))`` and ``top1_freq_class_nonend``, the same but NaN where the top-1
     is an end token (a corpus of responses rarely counts EOS, so EOS would otherwise look
@@ -167,6 +170,7 @@ def per_prompt_statistics(
         "end_share": end.astype(np.float64),
         "stop_punct_share": stop.astype(np.float64),
         "content_share": (~end & ~stop).astype(np.float64),
+        "modal_share": (result.matrix("top1_id") == modal_top1(result)["token_id"].to_numpy()[None, :]).astype(np.float64),
         "js_divergence": result.matrix("js").astype(np.float64),
         "js_divergence_upper": result.matrix("js_upper").astype(np.float64),
     }
@@ -305,6 +309,7 @@ def frequency_class_by_position(
     reference_ranks: Mapping[int, float] | pd.Series,
     *,
     exclude_end: bool = True,
+    min_prompts: int = 5,
     n_boot: int = 1000,
     seed: int = 0,
 ) -> pd.DataFrame:
@@ -313,8 +318,9 @@ def frequency_class_by_position(
     Like ``top1_freq_class`` of :func:`dlmpaper.probe.position_summary` (same tidy columns,
     so :func:`plot_aggregate` and :func:`plot_frequency_drift` take it), but with
     ``exclude_end`` (default) prompts whose top-1 is an end token are left out at that
-    position (statistic ``top1_freq_class_nonend``; ``n_prompts`` counts the rest; NaN
-    where every top-1 is an end token). Paper §4's drift "toward 'the' and punctuation"
+    position (statistic ``top1_freq_class_nonend``; ``n_prompts`` counts the rest); positions
+    where fewer than ``min_prompts`` prompts remain get NaN (no line) rather than a
+    one-prompt mean. Paper §4's drift "toward 'the' and punctuation"
     is then measured on the tokens that are not yet EOS (notebook 03).
     """
     stats = per_prompt_statistics(result, reference_ranks)
@@ -322,14 +328,16 @@ def frequency_class_by_position(
     x = stats[name]
     idx = _resample_index(result.n_prompts, n_boot, seed)
     low, high = _percentiles(np.stack([_nanmean(x[row], axis=0) for row in idx]))
+    count = (~np.isnan(x)).sum(axis=0)
+    few = count < min_prompts
     return pd.DataFrame(
         {
             "position": np.arange(1, result.n_masks + 1),
             "statistic": name,
-            "mean": _nanmean(x, axis=0),
-            "ci_low": low,
-            "ci_high": high,
-            "n_prompts": (~np.isnan(x)).sum(axis=0),
+            "mean": np.where(few, np.nan, _nanmean(x, axis=0)),
+            "ci_low": np.where(few, np.nan, low),
+            "ci_high": np.where(few, np.nan, high),
+            "n_prompts": count,
         }
     )
 
@@ -383,6 +391,7 @@ def headword_copy_check(result: ProbeResult, tokenizer: Any, prompts: pd.DataFra
         table, left_on=["prompt_id", "gold_position", "token_id"], right_on=["prompt_id", "position", "token_id"],
         how="left",
     ).drop(columns="position")
+    hits = hits.sort_values(["prompt_id", "rank"], kind="stable").drop_duplicates("prompt_id")  # one row per prompt
     hits["in_top_k"] = hits["rank"].notna()
     hits["prob"] = hits["prob"].fillna(0.0)
     return hits.reset_index(drop=True)
@@ -442,8 +451,9 @@ def plot_single_prompt(
             for j in range(width):
                 shade = colormap(norm(max(p[i, j], 1e-3)))
                 light = 0.299 * shade[0] + 0.587 * shade[1] + 0.114 * shade[2] > 0.55
-                ax.text(j, i, display_token(str(t[i, j]), max_chars), ha="center", va="center",
-                        fontsize=7, color="black" if light else "white")
+                label = ax.text(j, i, display_token(str(t[i, j]), max_chars), ha="center", va="center",
+                                fontsize=7, color="black" if light else "white", clip_on=True)
+                label.set_in_layout(False)  # inside its cell: keeps layout and tight bbox cheap
         ax.set_xlim(-0.5, positions_per_row - 0.5)
         ax.set_xticks(range(width), [str(int(x)) for x in positions[cols]], fontsize=6.5)
         ax.set_yticks(range(k), [f"#{i + 1}" for i in range(k)], fontsize=7)
