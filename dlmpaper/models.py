@@ -49,6 +49,7 @@ __all__ = [
     "resolve_device",
     "resolve_dtype",
     "verify_manifest",
+    "write_manifest",
     "with_overrides",
 ]
 
@@ -246,6 +247,18 @@ def _require_local_checkpoint(path: Path, *, embedded: bool) -> None:
 
 # --------------------------------------------------------------------------- manifest
 _EMBEDDED_FIX = f"restore it from the repository (git) or retrain with `{RETRAIN_COMMAND}`"
+
+
+def write_manifest(directory: str | os.PathLike) -> None:
+    """Write ``directory/MANIFEST.sha256``: one ``<sha256>  <file>`` line per file (what
+    :func:`verify_manifest` checks at load time; used for every checkpoint we ship)."""
+    directory = Path(directory)
+    lines = [
+        f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path.name}\n"
+        for path in sorted(directory.iterdir())
+        if path.is_file() and path.name != MANIFEST_NAME
+    ]
+    (directory / MANIFEST_NAME).write_text("".join(lines))
 
 
 def verify_manifest(directory: str | os.PathLike, *, fix: str = _EMBEDDED_FIX) -> list[str]:

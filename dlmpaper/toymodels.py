@@ -26,7 +26,6 @@ of ``pad_token_id``, so it must not be a real token).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import sys
@@ -41,6 +40,9 @@ import torch
 from transformers import BertConfig, BertForMaskedLM
 
 from . import paths
+from .models import MANIFEST_NAME as MANIFEST
+from .models import ManifestError, write_manifest
+from .models import verify_manifest as verify_manifest_lines
 from .trap import (
     ORDERS,
     MarginalFn,
@@ -59,7 +61,6 @@ from .training import DEFAULT_EPS, corrupt, masked_logits, sft_loss
 #: Where the shipped toy checkpoints live (one folder per language name).
 TOY_MODELS = paths.TOY_MODELS
 RETRAIN_COMMAND = "python -m dlmpaper.toymodels --train"
-MANIFEST = "MANIFEST.sha256"
 TRAINING_JSON = "training.json"
 
 #: The shipped toy languages by ``lang.name`` (trap's defaults).
@@ -374,36 +375,17 @@ def marginal_divergence(model_or_fn, lang: ToyLanguage | str, partials) -> pd.Da
 # ---------------------------------------------------------------------- checkpoints
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def write_manifest(directory: Path) -> None:
-    """``MANIFEST.sha256``: one ``<sha256>  <file>`` line per file of ``directory``."""
-    directory = Path(directory)
-    lines = [f"{_sha256(p)}  {p.name}\n" for p in sorted(directory.iterdir()) if p.is_file() and p.name != MANIFEST]
-    (directory / MANIFEST).write_text("".join(lines))
-
-
 def verify_manifest(directory: Path) -> None:
-    """Check every ``MANIFEST.sha256`` line of ``directory``; raise :class:`ToyModelChecksumError`
-    naming the first missing or changed file and the retrain command."""
+    """Check every ``MANIFEST.sha256`` line of ``directory`` (``models.verify_manifest``); raise
+    :class:`ToyModelChecksumError` naming the first missing or changed file and the retrain command."""
     directory = Path(directory)
-    manifest = directory / MANIFEST
     fix = f"retrain and ship with `{RETRAIN_COMMAND}` (or restore the file from git)"
-    if not manifest.exists():
-        raise ToyModelChecksumError(f"{manifest} is missing; {fix}")
-    listed = set()
-    for line in manifest.read_text().splitlines():
-        if not line.strip():
-            continue
-        digest, _, name = line.partition("  ")
-        listed.add(name)
-        path = directory / name
-        if not path.is_file():
-            raise ToyModelChecksumError(f"{path} listed in {MANIFEST} is missing; {fix}")
-        if _sha256(path) != digest:
-            raise ToyModelChecksumError(f"{path} does not match its {MANIFEST} checksum (file changed); {fix}")
+    if not (directory / MANIFEST).exists():
+        raise ToyModelChecksumError(f"{directory / MANIFEST} is missing; {fix}")
+    try:
+        listed = verify_manifest_lines(directory, fix=fix)
+    except ManifestError as exc:
+        raise ToyModelChecksumError(str(exc)) from exc
     for needed in ("config.json", "model.safetensors"):
         if needed not in listed:
             raise ToyModelChecksumError(f"{MANIFEST} in {directory} does not list {needed}; {fix}")

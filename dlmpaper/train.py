@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForMaskedLM, AutoTokenizer, ModernBertForMaskedLM
 
 from . import corpus, embedded, paths
+from .models import write_manifest
 from .training import corrupt, left_padded_positions, masked_logits, sft_loss
 
 RETRAIN_COMMAND = embedded.RETRAIN_COMMAND
@@ -131,15 +132,6 @@ def load_optimizer(optimizer: torch.optim.Optimizer, path: Path) -> None:
         state.setdefault(int(index), {})[key] = value
     current = optimizer.state_dict()
     optimizer.load_state_dict({"state": state, "param_groups": current["param_groups"]})
-
-
-def write_manifest(directory: Path) -> None:
-    """``MANIFEST.sha256``: one ``<sha256>  <file>`` line per shipped file (checked at load time)."""
-    lines = []
-    for path in sorted(directory.iterdir()):
-        if path.is_file() and path.name != "MANIFEST.sha256":
-            lines.append(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path.name}\n")
-    (directory / "MANIFEST.sha256").write_text("".join(lines))
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -281,7 +273,7 @@ class Run:
         self.optimizer.step()
         self.state["step"] = step + 1
         self.state["tokens_seen"] += int(attn.sum())
-        return float(loss)
+        return float(loss.detach())
 
     def train(self, until_step: int, eval_every: int, save_every: int, time_limit_min: float | None = None) -> None:
         start_wall = time.time()
