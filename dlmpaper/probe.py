@@ -343,13 +343,18 @@ class _Accumulator:
         # float64 sum and the JS store live with the model (mps has no float64: CPU there)
         self.store = torch.device("cpu") if self.device.type == "mps" else self.device
         self.prob_sum = torch.zeros((n_masks, vocab), dtype=torch.float64, device=self.store)
-        self._batch_sum = torch.zeros((n_masks, vocab), dtype=torch.float32, device=self.device)
         self._work: torch.Tensor | None = None  # reused (B, n_masks, V) buffer
         self.entropy = torch.empty((n_prompts, n_masks), dtype=torch.float64)
         self.top_ids = torch.empty((n_prompts, n_masks, top_k), dtype=torch.long)
         self.top_probs = torch.empty((n_prompts, n_masks, top_k), dtype=torch.float64)
-        # full: every distribution; truncated: the top-K probabilities and their ids; skip: nothing
-        self.js_probs = torch.empty((n_prompts, n_masks, self.js_k), dtype=torch.float32, device=self.store)
+        # full: every batch's distributions (the logits tensor, turned into p in place: no copy, no new
+        # memory); truncated: the top-K probabilities and their ids; skip: nothing
+        self.kept: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.js_probs = (
+            None
+            if self.full or self.skip_js
+            else torch.empty((n_prompts, n_masks, self.js_k), dtype=torch.float32, device=self.store)
+        )
         self.js_ids = (
             None
             if self.full or self.skip_js
@@ -367,43 +372,39 @@ class _Accumulator:
     def add(self, rows: list[int], mask_logits: torch.Tensor) -> None:
         """Fold in float32 logits ``(B, n_masks, V)`` at the mask positions of prompts ``rows``.
 
-        ``mask_logits`` is overwritten (shifted by its row maxima): pass a tensor you own.
-        With ``z = logit - max``, ``e = exp z``, ``s = sum e``: ``p = e / s`` and the entropy
-        is ``H = log s - sum(e z) / s``; nothing of size ``B x n_masks x V`` is allocated.
+        ``mask_logits`` is overwritten (it ends up holding the distributions, which the full
+        JS store keeps): pass a tensor you own. With ``z = logit - max``, ``e = exp z``,
+        ``s = sum e``: ``p = e / s`` and the entropy is ``H = log s - sum(e z) / s``. Five
+        elementwise passes over the batch (shift, exp, product, sum, scale) plus a chunked
+        maximum for the top-k (:func:`_topk_last`); nothing of size ``B x n_masks x V`` is
+        allocated after the first batch.
         """
         x = mask_logits if mask_logits.dtype == torch.float32 else mask_logits.float()
         k = self.top_k if self.full or self.skip_js else max(self.top_k, self.js_k)
-        top_vals, top_ids = torch.topk(x, k, dim=-1)  # sorted: top_vals[..., 0] is the row max
+        top_vals, top_ids = _topk_last(x, k)  # sorted: top_vals[..., 0] is the row max
         peak = top_vals[..., :1]
         if not bool(torch.isfinite(peak).all()):
             raise ValueError("the model returned NaN or all -inf logits at a mask position; check the checkpoint")
-        x.sub_(peak)
+        x.sub_(peak)  # z
         e = torch.exp(x, out=self._buffer(x))
         s = e.sum(-1)  # (B, M), >= 1
-        dots = _rowdot(e, x)
+        dots = x.mul_(e).sum(-1)  # sum(e z); x is scratch from here on
         bad = ~torch.isfinite(dots)
         if bool(bad.any()):  # -inf logits give 0 * -inf: those terms are 0
-            dots[bad] = (e[bad] * x[bad]).nansum(-1)
+            dots[bad] = x[bad].nan_to_num_(nan=0.0).sum(-1)
         entropy = torch.log(s) - dots / s
         inv_s = s.reciprocal().unsqueeze(-1)
-        self._batch_sum.zero_()
-        for b, row in enumerate(rows):
-            if self.full:  # p = e / s straight into the store, then into the batch sum
-                dst = self.js_probs[row]
-                if dst.device == e.device:
-                    torch.mul(e[b], inv_s[b], out=dst)
-                else:
-                    dst.copy_(e[b] * inv_s[b])
-                self._batch_sum += dst.to(self._batch_sum.device)
-            else:
-                self._batch_sum.addcmul_(e[b], inv_s[b])
-        self.prob_sum += self._batch_sum.to(self.store, torch.float64)
+        p = torch.mul(e, inv_s, out=x)  # the distributions, in the caller's tensor
+        self.prob_sum += p.sum(0).to(self.store, torch.float64)
         top_p = (top_vals - peak).exp_().mul_(inv_s)
         index = torch.as_tensor(rows, dtype=torch.long)
         self.entropy[index] = entropy.double().cpu()
         self.top_ids[index] = top_ids[..., : self.top_k].cpu()
         self.top_probs[index] = top_p[..., : self.top_k].double().cpu()
-        if not (self.full or self.skip_js):
+        if self.full:
+            kept = p if p.device == self.store and p.is_contiguous() else p.to(self.store).contiguous()
+            self.kept.append((index, kept))
+        elif not self.skip_js:
             store_index = index.to(self.store)
             self.js_probs.index_copy_(0, store_index, top_p[..., : self.js_k].to(self.store))
             self.js_ids.index_copy_(0, store_index, top_ids[..., : self.js_k].to(self.store, torch.int32))
@@ -418,7 +419,8 @@ class _Accumulator:
         """Lower/upper bounds of JS(p_i, mean) per (prompt, position); equal when nothing is truncated.
 
         Full store: ``JS = H(a) - H(p)/2 - H(m)/2`` with ``a = (p + m)/2``, so only ``H(a)``
-        needs a pass over the vocabulary (one log per element, float32, reused buffers).
+        needs a pass over the vocabulary (one add, one log, one product and one sum per
+        element, float32, in place on the kept distributions, which are released here).
         """
         lower = torch.empty((self.n, self.m), dtype=torch.float64)
         upper = torch.empty((self.n, self.m), dtype=torch.float64)
@@ -427,22 +429,23 @@ class _Accumulator:
             return lower.numpy(), lower.numpy().copy()
         if self.full:
             m32 = mean.float()
-            h_mean = -torch.xlogy(mean, mean).sum(-1)  # (M,) float64
+            h_mean = -(mean * torch.log(mean)).nan_to_num_(nan=0.0).sum(-1)  # (M,) float64, 0 log 0 = 0
             h_p = self.entropy.to(self.store)
-            buf = log_buf = None
-            for start in range(0, self.n, chunk):
-                stop = min(start + chunk, self.n)
-                p = self.js_probs[start:stop]
-                if buf is None or buf.shape != p.shape:
-                    buf, log_buf = torch.empty_like(p), torch.empty_like(p)
-                a2 = torch.add(p, m32, out=buf)  # p + m = 2a
-                dots = _rowdot(a2, torch.log(a2, out=log_buf)).double()
+            log_buf = None
+            while self.kept:
+                index, a2 = self.kept.pop(0)
+                a2.add_(m32)  # p + m = 2a (the kept p is not needed again)
+                if log_buf is None or log_buf.shape[0] < a2.shape[0]:
+                    log_buf = torch.empty_like(a2)
+                terms = torch.log(a2, out=log_buf[: a2.shape[0]]).mul_(a2)
+                dots = terms.sum(-1).double()
                 bad = ~torch.isfinite(dots)
                 if bool(bad.any()):  # tokens no prompt can produce: 0 log 0 = 0
                     dots[bad] = torch.xlogy(a2[bad], a2[bad]).sum(-1).double()
                 h_a = _LOG2 - 0.5 * dots  # sum a log a = dots/2 - log 2
-                value = (h_a - 0.5 * h_p[start:stop] - 0.5 * h_mean).clamp(min=0.0).cpu()
-                lower[start:stop] = upper[start:stop] = value
+                value = (h_a - 0.5 * h_p[index.to(self.store)] - 0.5 * h_mean).clamp(min=0.0).cpu()
+                lower[index] = upper[index] = value
+                del a2
             return lower.numpy(), upper.numpy()
         for start in range(0, self.n, chunk):
             stop = min(start + chunk, self.n)
@@ -457,9 +460,36 @@ class _Accumulator:
         return lower.clamp(min=0.0).numpy(), upper.clamp(min=0.0).numpy()
 
 
-def _rowdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``(a * b).sum(-1)`` for ``(B, M, V)`` tensors without a ``B x M x V`` temporary."""
-    return torch.stack([(a[i].unsqueeze(1) @ b[i].unsqueeze(2)).reshape(-1) for i in range(a.shape[0])])
+#: Chunk width of :func:`_topk_last` (a few cache lines of float32).
+_TOPK_CHUNK = 64
+
+
+def _topk_last(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.topk(x, k, dim=-1)`` (sorted) in about one read of ``x`` for small ``k``.
+
+    The row is cut into chunks of :data:`_TOPK_CHUNK`; the ``k`` largest entries lie in the
+    ``k`` chunks with the largest maxima (a chunk holding one of them has a maximum at least
+    that large, and at most ``k - 1`` other chunks can beat it), so a vectorised chunk maximum
+    plus a top-k over ``k`` chunks gives the same values; among exactly tied values the
+    chosen ids may differ from ``torch.topk``'s (which leaves ties unspecified as well).
+    ``torch.topk`` copies and partially sorts every row, 5-8x the cost of the chunk maximum.
+    """
+    v = x.shape[-1]
+    c = _TOPK_CHUNK
+    if k > 8 or v < 32 * c or x.stride(-1) != 1:
+        return torch.topk(x, k, dim=-1)
+    whole = v - v % c
+    chunk_max = x[..., :whole].unflatten(-1, (whole // c, c)).amax(-1)
+    if whole < v:
+        chunk_max = torch.cat([chunk_max, x[..., whole:].amax(-1, keepdim=True)], dim=-1)
+    chunks = torch.topk(chunk_max, k, dim=-1).indices  # (..., k)
+    cols = (chunks.unsqueeze(-1) * c + torch.arange(c, device=x.device)).flatten(-2)  # (..., k*c)
+    outside = cols >= v
+    candidates = x.gather(-1, cols.clamp(max=v - 1))
+    if bool(outside.any()):
+        candidates.masked_fill_(outside, float("-inf"))
+    vals, where = torch.topk(candidates, k, dim=-1)
+    return vals, cols.gather(-1, where)
 
 
 def _js_terms(p: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
@@ -484,6 +514,55 @@ def _token_texts(model, ids: np.ndarray) -> dict[int, str]:
     return dict(zip(unique, model.token_text(unique)))
 
 
+def _sliceable_head(model) -> torch.nn.Linear | None:
+    """The LM head (``nn.Linear``) of a :class:`dlmpaper.models.DiffusionLM` whose logits at the last
+    positions depend only on the head's input there, or None (then the probe takes full logits).
+
+    Needs: no Dream-style shift (``shift_logits``), batched padding (not ``per_row``) and a
+    Hugging Face module whose ``get_output_embeddings()`` is a Linear layer. Duck-typed models
+    (tests) and anything else get None.
+    """
+    if getattr(model, "shift_logits", True) or getattr(model, "padding_mode", "per_row") == "per_row":
+        return None
+    module = getattr(model, "model", None)
+    get = getattr(module, "get_output_embeddings", None)
+    if not isinstance(module, torch.nn.Module) or not callable(get):
+        return None
+    head = get()
+    return head if isinstance(head, torch.nn.Linear) else None
+
+
+def _mask_logits(model, batch: ProbeBatch, n_masks: int, head: torch.nn.Linear | None) -> torch.Tensor:
+    """float32 logits ``(B, n_masks, V)`` at the mask positions of one batch.
+
+    With a sliceable ``head`` (:func:`_sliceable_head`) a forward pre-hook feeds it only the
+    last ``n_masks`` hidden states, so the vocabulary projection, the largest matrix product
+    of a small model, skips the prompt positions and the result is a fresh contiguous tensor;
+    the hook is removed before returning. If the head is not called exactly once on a
+    ``(B, L, H)`` input, the hook passes everything through and the full logits are sliced.
+    """
+    length = batch.input_ids.shape[1]
+    if head is None or length == n_masks:
+        return model.logits(batch.input_ids, batch.attention_mask)[:, -n_masks:, :]
+    calls = []
+
+    def keep_masks(_module, args):
+        hidden = args[0]
+        calls.append(hidden.shape)
+        if len(calls) == 1 and hidden.dim() == 3 and hidden.shape[1] == length:
+            return (hidden[:, -n_masks:, :], *args[1:])
+        return None
+
+    handle = head.register_forward_pre_hook(keep_masks)
+    try:
+        logits = model.logits(batch.input_ids, batch.attention_mask)
+    finally:
+        handle.remove()
+    if logits.shape[1] != n_masks and logits.shape[1] != length:
+        raise RuntimeError(f"the LM head hook returned {tuple(logits.shape)} logits; pass mask_head_only=False")
+    return logits[:, -n_masks:, :]
+
+
 # --------------------------------------------------------------------------- the probe
 def positional_probe(
     model,
@@ -495,6 +574,7 @@ def positional_probe(
     *,
     js_support: int | str | None = "auto",
     too_long: str = "error",
+    mask_head_only: bool = True,
 ) -> ProbeResult:
     """Paper §4 issue (i): ``n_masks`` masks after each chat prompt, one forward pass, top-k per position.
 
@@ -507,6 +587,9 @@ def positional_probe(
     otherwise (certified bracket ``js <= JS <= js_upper``); ``None`` forces full, an
     integer sets the number of tokens kept, ``0`` skips the statistic (``js`` is NaN). ``too_long="skip"`` drops prompts that do
     not fit the context instead of raising. ``progress`` shows a tqdm bar.
+    ``mask_head_only`` (default) computes the vocabulary projection at the mask positions
+    only when the model allows it (:func:`_mask_logits`; same numbers, less work); False
+    always takes ``model.logits`` at every position.
     Notebook 03_positional_probe; CLI ``dlmpaper probe``.
     """
     validate_probe_args(n_masks, top_k, None, model.max_length, model.vocab_size)
@@ -526,12 +609,13 @@ def positional_probe(
         from tqdm.auto import tqdm
 
         iterator = tqdm(batches, desc=f"probe {getattr(model, 'name', '')}".strip(), unit="batch")
+    head = _sliceable_head(model) if mask_head_only else None
     with torch.no_grad():
         for batch in iterator:
-            logits = model.logits(batch.input_ids, batch.attention_mask)
+            logits = _mask_logits(model, batch, n_masks, head)
             if logits.shape[-1] != model.vocab_size:
                 raise ValueError(f"model returned {logits.shape[-1]} logits per position, expected {model.vocab_size}")
-            acc.add(batch.rows, logits[:, -n_masks:, :])  # overwrites logits (ours, dropped next)
+            acc.add(batch.rows, logits)  # overwrites logits (ours; the full JS store keeps them)
             del logits
     assert bool(acc.seen.all()), "every prompt must be in exactly one batch"
     mean = acc.mean()

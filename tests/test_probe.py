@@ -312,3 +312,30 @@ def test_prompt_too_long_errors_or_skips(bert_mlm):
     assert result.prompt_ids == ["prompt-0000"]
     with pytest.raises(ValueError, match="js_support"):
         P.positional_probe(bert_mlm, ["Yes"], n_masks=2, progress=False, js_support=-1)
+
+
+# --------------------------------------------------------------------------- fast paths
+@pytest.mark.parametrize("k", [1, 3, 8])
+def test_chunked_topk_equals_torch_topk(k):
+    gen = torch.Generator().manual_seed(k)
+    x = torch.randn((3, 5, 64 * 40 + 37), generator=gen)  # a ragged last chunk
+    x[0, 0, -1] = 9.0  # the maximum in the ragged tail
+    x[1, 2, :3] = torch.tensor([7.0, 8.0, 6.5])  # the top 3 in one chunk
+    vals, ids = P._topk_last(x, k)
+    ref_vals, ref_ids = torch.topk(x, k, dim=-1)
+    assert torch.equal(vals, ref_vals) and torch.equal(ids, ref_ids)
+    assert int(ids[0, 0, 0]) == x.shape[-1] - 1
+
+
+def test_mask_head_only_gives_the_full_logits_numbers(llada_like, dream_like, llada_result):
+    assert P._sliceable_head(llada_like) is not None  # the fixture result used the sliced head
+    assert P._sliceable_head(dream_like) is None  # shifted logits: never sliced
+    assert P._sliceable_head(_fake([np.zeros((2, 3))])) is None
+    full = P.positional_probe(
+        llada_like, PROMPTS, n_masks=6, top_k=3, batch_size=3, progress=False, js_support=None, mask_head_only=False
+    )
+    np.testing.assert_array_equal(full.table["token_id"], llada_result.table["token_id"])
+    np.testing.assert_allclose(full.table["prob"], llada_result.table["prob"], atol=1e-6)
+    for column in ("entropy", "js"):
+        np.testing.assert_allclose(full.per_prompt[column], llada_result.per_prompt[column], atol=1e-5)
+    np.testing.assert_allclose(full.mean_probs, llada_result.mean_probs, atol=1e-7)
