@@ -80,7 +80,7 @@ _INVALID_COLOR = "#C0392B"
 def _need(frame: pd.DataFrame, columns: Iterable[str], what: str) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise ValueError(f"{what} needs columns {missing}; pass the table produced by the function named in the docstring")
+        raise ValueError(f"{what} needs columns {missing}; pass the table named in its docstring")
 
 
 def _levels(series: pd.Series) -> list[str]:
@@ -186,7 +186,8 @@ def plot_invalid_rates(rates: pd.DataFrame, *, jitter: float = 0.08):
 
     handles = [
         Line2D([], [], color=_EXACT_COLOR, lw=1.3, label="exact marginals: exact recursion"),
-        Line2D([], [], color=_EXACT_COLOR, marker="o", mfc="white", ls="none", label="exact marginals: simulation (95% CI)"),
+        Line2D([], [], color=_EXACT_COLOR, marker="o", mfc="white", ls="none",
+               label="exact marginals: simulation (95% CI)"),
         Line2D([], [], color=_TRAINED_COLOR, lw=1.3, ls="--", label="trained toy model: exact recursion"),
         Line2D([], [], color=_TRAINED_COLOR, marker="s", ls="none", label="trained toy model: simulation (95% CI)"),
     ]
@@ -263,7 +264,9 @@ def paired_change(frame: pd.DataFrame, metric: str, *, baseline, compare, column
             agrees = bool(np.sign(mean) == expected)
         rows.append({**dict(zip(by, group_key)), "metric": metric, "baseline": baseline, "compare": compare,
                      "diff": mean, "ci_low": lo, "ci_high": hi, "n": n, "expected": expected, "agrees": agrees})
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    out["agrees"] = pd.Series([r["agrees"] for r in rows], index=out.index, dtype=object)  # True / False / None
+    return out
 
 
 # --------------------------------------------------------------------------- figure 3
@@ -396,6 +399,7 @@ def plot_committed_states(by_tps: pd.DataFrame, by_phase: pd.DataFrame | None = 
     ax.set_xlabel("tokens per step")
     ax.set_ylabel(METRIC_LABELS["would_revise"], fontsize=8)
     ax.set_title("all committed tokens", fontsize=9)
+    highs = [np.nanmax(s["ci_high"].to_numpy(dtype=float))]
     if by_phase is not None:
         _need(by_phase, ["tokens_per_step", "phase", "mean", "ci_low", "ci_high"], "plot_committed_states")
         ax2 = axes[0, 1]
@@ -411,9 +415,12 @@ def plot_committed_states(by_tps: pd.DataFrame, by_phase: pd.DataFrame | None = 
                     yerr=np.nan_to_num(err), capsize=2, error_kw=dict(lw=0.8))
         ax2.set_xticks(np.arange(len(ks)), [str(v) for v in ks])
         ax2.set_xlabel("tokens per step")
-        ax2.set_title("by commit time (first / second half of the steps)", fontsize=9)
-        ax2.legend(fontsize=8, loc="upper left")
-        ax2.sharey(ax)
+        ax2.set_title("by commit time (1st / 2nd half of the steps)", fontsize=9)
+        ax2.legend(fontsize=8, loc="upper left", ncol=len(phases))
+        highs.append(np.nanmax(by_phase["ci_high"].to_numpy(dtype=float)))
+    top = min(1.0, 1.25 * max([h for h in highs if np.isfinite(h)], default=1.0)) or 1.0
+    for a in axes.flat:
+        a.set_ylim(0.0, top)
     return fig
 
 
