@@ -97,7 +97,9 @@ every answer starts "The word X ...". Held-out prompts share no headword with tr
 | response region | {cfg['response_length']} tokens (answer, `<|eot_id|>`, EOS padding); shorter regions in {1 - cfg['full_length_share']:.0%} of batches |
 | wall time | {hours:.2f} h of training steps on {cfg.get('extra', {}).get('hardware') or platform.machine()} ({cfg.get('extra', {}).get('device', 'cpu')}, {cfg.get('extra', {}).get('threads', '?')} threads) |
 
-Command (reproduces this checkpoint; training resumes from `runs/embedded` if present):
+Command (reproduces this checkpoint; training resumes from `runs/embedded` if present). The shipped
+run was trained in resumable pieces (time limits, 1-2 CPU threads); batches and masks depend only on
+(seed, step), so the command replays the same data, up to floating-point summation order:
 
 ```
 {command}

@@ -313,7 +313,7 @@ def generation_numbers(model_dir: Path, n_prompts: int = 32) -> dict:
     numbers = {}
     for k in (1, 8):
         result = generate(model, prompts, gen_length=64, block_length=32, tokens_per_step=k, progress=False)
-        numbers[f"adjacent_duplicate_rate_k{k}"] = float(adjacent_duplicate_rate(result.tokens, model.end_ids))
+        numbers[f"adjacent_duplicate_rate_k{k}"] = float(np.nanmean(adjacent_duplicate_rate(result.tokens, model.end_ids)))
     return numbers
 
 
@@ -365,7 +365,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.export is not None:
-        export(args.out, args.export, " ".join(["python -m dlmpaper.train"] + (argv if argv is not None else sys.argv[1:])))
+        step = json.loads((args.out / "state.json").read_text())["step"]
+        export(args.out, args.export, f"{RETRAIN_COMMAND} --steps {step}")
         print(f"exported {args.out} -> {args.export}")
         return 0
     saved = args.out / "config.json"
