@@ -25,14 +25,15 @@ GOALS = {
 }
 
 
-def _loss_curve(log: list[dict], target: Path) -> None:
+def _loss_curve(log: list[dict], target: Path, ylabel: str = "SFT loss (LLaDA objective)",
+                title: str = "embedded model: training loss") -> None:
     plotting.use_style()
     fig, ax = plt.subplots(figsize=(5, 3))
     ax.plot([r["step"] for r in log], [r["loss"] for r in log], lw=1)
     ax.set_xlabel("step")
-    ax.set_ylabel("SFT loss (LLaDA objective)")
+    ax.set_ylabel(ylabel)
     ax.set_yscale("log")
-    ax.set_title("embedded model: training loss")
+    ax.set_title(title)
     fig.savefig(target, dpi=110, metadata=plotting.PNG_METADATA)
     plt.close(fig)
 
@@ -124,6 +125,61 @@ History:
 Weights: MIT, like the code. Trained on WordNet 3.0 (Copyright 2006 by Princeton University; the
 WordNet license and notice are in `data/wordnet_corpus/LICENSE`). `MANIFEST.sha256` lists the
 SHA-256 of every file here and is verified whenever `dlmpaper` loads the model.
+"""
+    (model_dir / "README.md").write_text(text)
+
+
+FAMILY_TEXT = {
+    "autoregressive": ("an **autoregressive** LM: the embedded model's ModernBERT backbone with a causal "
+                       "attention mask, trained with next-token cross-entropy on the response region",
+                       "next-token cross-entropy (nats)"),
+    "continuous": ("a **continuous (embedding-space) diffusion** LM in the style of CDCD (arXiv 2211.15089): "
+                   "Gaussian noise (cosine schedule) on L2-normalised learned embeddings, the backbone predicts "
+                   "x_0 and is trained with cross-entropy on x_0 (Diffusion-LM's rounding term); DDIM sampling "
+                   "with score interpolation", "x_0 cross-entropy (nats)"),
+}
+
+
+def write_family_card(run_dir: Path, model_dir: Path, command: str, numbers: dict) -> None:
+    """``README.md`` + ``loss_curve.png`` of a notebook-02 family model (``dlmpaper.families``)."""
+    state = json.loads((run_dir / "state.json").read_text())
+    cfg = json.loads((run_dir / "config.json").read_text())
+    model_cfg = json.loads((model_dir / "config.json").read_text())
+    family = cfg["family"]
+    what, ylabel = FAMILY_TEXT[family]
+    _loss_curve(state["log"], model_dir / "loss_curve.png", ylabel, f"{family} model: training loss")
+    from safetensors import safe_open
+
+    with safe_open(str(model_dir / "model.safetensors"), "pt") as handle:
+        n_params = sum(_prod(handle.get_slice(key).get_shape()) for key in handle.keys())
+    rows = [("held-out measure", "value")] + [(k.replace("_", " "), f"{v:.3f}") for k, v in sorted(numbers.items())]
+    text = f"""# dlmpaper {family} model (WordNet corpus)
+
+{what}. It is one of the three families of notebook `02_five_properties` (the masked one is the
+embedded model), trained on the same WordNet corpus, with the same tokenizer (`data/embedded_model`)
+and the same backbone size. Load it with `dlmpaper.families.load_family_model` on this folder.
+
+| | |
+|---|---|
+| backbone | ModernBERT, {model_cfg['num_hidden_layers']} layers, hidden {model_cfg['hidden_size']}, {model_cfg['num_attention_heads']} heads |
+| parameters | {n_params:,} |
+| steps x batch | {state['step']:,} x {cfg['batch_size']} (lr {cfg['lr']}, AdamW, warm-up {cfg['warmup']}, then constant) |
+| tokens seen | {state['tokens_seen']:,} |
+| wall time | {state['seconds'] / 3600:.2f} h of training steps on {cfg.get('extra', {}).get('hardware') or platform.machine()} ({cfg.get('extra', {}).get('threads', '?')} threads) |
+
+```
+{command}
+```
+
+![training loss](loss_curve.png)
+
+## Held-out evaluation (step {state['step']})
+{_table(rows)}
+
+## License
+Weights: MIT, like the code. Trained on WordNet 3.0 (Copyright 2006 by Princeton University; see
+`data/wordnet_corpus/LICENSE`). `MANIFEST.sha256` lists the SHA-256 of every file here and is
+verified whenever `dlmpaper` loads the model.
 """
     (model_dir / "README.md").write_text(text)
 

@@ -22,6 +22,8 @@ BENCHMARKS = ROOT / "benchmarks"
 EMBEDDED_MODEL = DATA / "embedded_model"
 #: Small masked LMs trained on the exact toy languages (notebook 04).
 TOY_MODELS = DATA / "toy_models"
+#: The autoregressive and continuous models of notebook 02 (WordNet and toy languages).
+FAMILY_MODELS = DATA / "family_models"
 #: Shipped corpus built from WordNet 3.0 (see ``data/wordnet_corpus/README.md``).
 CORPUS_DIR = DATA / "wordnet_corpus"
 #: Shipped prompt sets.

@@ -18,6 +18,12 @@ checkpoints (a few minutes on one CPU core)::
 
     python -m dlmpaper.toymodels --train
 
+``--families autoregressive continuous`` trains the other two families of notebook 02 (property L2)
+on the same languages with the same BERT size (``dlmpaper.families``) and ships them into
+``data/family_models/<language>-<family>/``::
+
+    python -m dlmpaper.toymodels --train --families autoregressive continuous
+
 Vocabulary of every toy model: ids ``0 .. V-1`` are the language's tokens, ``V`` is the mask
 (``lang.mask_id``), ``V + 1`` is a padding id that never occurs (BERT zeroes the embedding
 of ``pad_token_id``, so it must not be a real token).
@@ -39,7 +45,7 @@ import pandas as pd
 import torch
 from transformers import BertConfig, BertForMaskedLM
 
-from . import paths
+from . import families, paths
 from .models import MANIFEST_NAME as MANIFEST
 from .models import ManifestError, write_manifest
 from .models import verify_manifest as verify_manifest_lines
@@ -132,13 +138,14 @@ def entropy_per_token(lang: ToyLanguage) -> float:
 # ------------------------------------------------------------------------------ model
 
 
-def toy_model_config(lang: ToyLanguage, hidden: int = 64, layers: int = 2, heads: int = 2) -> BertConfig:
+def toy_model_config(lang: ToyLanguage, hidden: int = 64, layers: int = 2, heads: int = 2, positions: int | None = None) -> BertConfig:
     """A tiny BERT config for ``lang``: vocab ``V + 2`` (tokens, mask, unused pad), bidirectional
     attention, learned *absolute* position embeddings (``L`` of them), tied embeddings, no dropout.
 
     Absolute positions matter here: with rotary positions only (ModernBERT, LLaDA) and no prompt,
     a fully masked input is identical at every position, so every position would get the same
     marginal and the first left-to-right step could not know it must open a bracket.
+    ``positions`` (default ``L``): the autoregressive family reads ``L + 1`` (a start token first).
     """
     V = lang.vocab_size
     if hidden % heads:
@@ -149,7 +156,7 @@ def toy_model_config(lang: ToyLanguage, hidden: int = 64, layers: int = 2, heads
         intermediate_size=2 * hidden,
         num_hidden_layers=layers,
         num_attention_heads=heads,
-        max_position_embeddings=lang.length,
+        max_position_embeddings=positions or lang.length,
         type_vocab_size=1,
         pad_token_id=V + 1,
         hidden_dropout_prob=0.0,
@@ -194,11 +201,20 @@ def toy_logits(model, ids: np.ndarray | torch.Tensor, chunk: int = 4096) -> torc
 # --------------------------------------------------------------------------- training
 
 
-def _loss(model, ids: torch.Tensor, mask_id: int, generator: torch.Generator, eps: float) -> torch.Tensor:
-    """LLaDA's objective with the whole sequence as the response; ``t`` stratified over the
-    batch (``t_b = (b + u_b) / B``: same expectation as i.i.d. ``t``, lower variance)."""
+def _loss(model, ids: torch.Tensor, mask_id: int, generator: torch.Generator, eps: float,
+          family: str = "masked") -> torch.Tensor:
+    """The family's objective with the whole sequence as the response. Masked: LLaDA's, ``t``
+    stratified over the batch (``t_b = (b + u_b) / B``: same expectation as i.i.d. ``t``, lower
+    variance). Autoregressive: next-token CE after a start token (the mask id). Continuous:
+    ``families.continuous_loss``."""
     B, L = ids.shape
     resp = torch.ones_like(ids, dtype=torch.bool)
+    if family == "autoregressive":
+        full = torch.cat([torch.full((B, 1), mask_id), ids], dim=1)
+        full_resp = torch.cat([torch.zeros(B, 1, dtype=torch.bool), resp], dim=1)
+        return families.ar_loss(model, full, torch.ones_like(full), torch.arange(L + 1)[None].expand(B, -1), full_resp)
+    if family == "continuous":
+        return families.continuous_loss(model, ids, torch.ones_like(ids), torch.arange(L)[None].expand(B, -1), resp, generator)
     t = (torch.arange(B, dtype=torch.float32) + torch.rand(B, generator=generator)) / B
     batch = corrupt(ids, resp, mask_id, generator, eps=eps, t=t)
     pos = torch.arange(L)[None].expand(B, -1)
@@ -207,7 +223,8 @@ def _loss(model, ids: torch.Tensor, mask_id: int, generator: torch.Generator, ep
 
 
 @torch.no_grad()
-def evaluation_loss(model, lang: ToyLanguage, n: int = 4096, seed: int = 12345, eps: float = DEFAULT_EPS) -> float:
+def evaluation_loss(model, lang: ToyLanguage, n: int = 4096, seed: int = 12345, eps: float = DEFAULT_EPS,
+                    family: str = "masked") -> float:
     """LLaDA's objective on ``n`` fresh samples with fixed masks (seeded): the card's final loss,
     comparable to :func:`entropy_per_token`."""
     was_training = model.training
@@ -215,7 +232,7 @@ def evaluation_loss(model, lang: ToyLanguage, n: int = 4096, seed: int = 12345, 
     try:
         ids = torch.from_numpy(lang.sample(n, np.random.default_rng(seed)))
         gen = torch.Generator().manual_seed(seed)
-        return float(_loss(model, ids, lang.mask_id, gen, eps))
+        return float(_loss(model, ids, lang.mask_id, gen, eps, family))
     finally:
         model.train(was_training)
 
@@ -236,7 +253,8 @@ def train_toy_model(
     log_every: int = 50,
     threads: int | None = 1,
     progress: bool = True,
-) -> tuple[BertForMaskedLM, pd.DataFrame]:
+    family: str = "masked",
+) -> tuple[torch.nn.Module, pd.DataFrame]:
     """Train a tiny masked diffusion LM on samples of ``lang`` (paper Sec. 2 objective, Sec. 4 trap;
     notebook 04_marginal_trap).
 
@@ -247,9 +265,12 @@ def train_toy_model(
     given ``seed`` (the caller's torch RNG is left untouched); runs on ``threads`` CPU threads
     (restored afterwards). Returns ``(model in eval mode, log)`` where ``log`` has columns
     ``step, loss, lr`` (loss averaged over the last ``log_every`` steps); ``log.attrs`` holds the
-    config, ``eval_loss`` (:func:`evaluation_loss`) and ``entropy_per_token``.
+    config, ``eval_loss`` (:func:`evaluation_loss`) and ``entropy_per_token``. ``family``
+    ``"autoregressive"`` / ``"continuous"`` trains that family on the same backbone and size
+    instead (:func:`_loss`; notebook 02, property L2).
     """
     lang = toy_language(lang)
+    families.check_family(family)
     if steps < 0 or batch_size < 1 or log_every < 1:
         raise ValueError("steps must be >= 0, batch_size and log_every >= 1")
     cfg = ToyTrainConfig(steps=steps, batch_size=batch_size, hidden=hidden, layers=layers, heads=heads,
@@ -261,7 +282,10 @@ def train_toy_model(
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = BertForMaskedLM(toy_model_config(lang, hidden, layers, heads))
+            positions = lang.length + 1 if family == "autoregressive" else None
+            model = BertForMaskedLM(toy_model_config(lang, hidden, layers, heads, positions))
+            if family == "continuous":
+                model = families.EmbeddingDiffusionLM(model, embed_dim=16)
         model.train()
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, betas=(0.9, 0.98))
         rng = np.random.default_rng(seed)
@@ -277,7 +301,7 @@ def train_toy_model(
             for group in opt.param_groups:
                 group["lr"] = rate
             ids = torch.from_numpy(lang.sample(batch_size, rng))
-            loss = _loss(model, ids, lang.mask_id, gen, eps)
+            loss = _loss(model, ids, lang.mask_id, gen, eps, family)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -294,7 +318,8 @@ def train_toy_model(
             bar.close()
         model.eval()
         log = pd.DataFrame(rows, columns=["step", "loss", "lr"])
-        log.attrs.update(language=lang.name, config=asdict(cfg), eval_loss=evaluation_loss(model, lang, eps=eps),
+        log.attrs.update(language=lang.name, family=family, config=asdict(cfg),
+                         eval_loss=evaluation_loss(model, lang, eps=eps, family=family),
                          entropy_per_token=entropy_per_token(lang))
     finally:
         torch.set_num_threads(old_threads)
@@ -591,19 +616,91 @@ def train_and_ship(langs=None, root: Path | None = None, progress: bool = True, 
     return pd.DataFrame(quality)
 
 
+#: Recipes of the autoregressive and continuous toy models (overrides of :class:`ToyTrainConfig`).
+FAMILY_RECIPES: dict[str, dict] = {"autoregressive": dict(steps=1500), "continuous": dict(steps=3000)}
+
+
+def family_model_dir(lang: ToyLanguage | str, family: str, root: Path | None = None) -> Path:
+    """``data/family_models/<lang.name>-<family>`` (or under ``root``)."""
+    return Path(root if root is not None else paths.FAMILY_MODELS) / f"{toy_language(lang).name}-{families.check_family(family)}"
+
+
+def load_toy_family_model(lang: ToyLanguage | str, family: str, root: Path | None = None):
+    """A shipped toy model of ``family`` for ``lang``: the masked ones from ``data/toy_models``
+    (:func:`load_toy_model`), the others from :func:`family_model_dir` (manifest checked)."""
+    if family == "masked":
+        return load_toy_model(lang)
+    directory = family_model_dir(lang, family, root)
+    if not (directory / families.FAMILY_JSON).exists():
+        raise FileNotFoundError(f"no {family} toy model in {directory}; train and ship it with "
+                                f"`{RETRAIN_COMMAND} --families {family}`")
+    fix = f"retrain and ship it with `{RETRAIN_COMMAND} --families {family}` (or restore the file from git)"
+    return families.load_family_model(directory, fix=fix)[1]
+
+
+def ship_family_model(model, lang: ToyLanguage, family: str, log: pd.DataFrame, seconds: float,
+                      root: Path | None = None, command: str = RETRAIN_COMMAND) -> Path:
+    """Write a trained autoregressive / continuous toy model with ``training.json``, a card and
+    ``MANIFEST.sha256`` into :func:`family_model_dir` (the folder is replaced)."""
+    directory = family_model_dir(lang, family, root)
+    if directory.exists():
+        for old in directory.iterdir():
+            old.unlink()
+    families.save_family_model(model, directory, family, {"toy_language": lang.name})
+    info = dict(language=lang.name, family=family, command=command, config=log.attrs["config"],
+                final_train_loss=float(log["loss"].iloc[-1]), eval_loss=log.attrs["eval_loss"],
+                entropy_per_token=log.attrs["entropy_per_token"], seconds=round(seconds, 1),
+                parameters=int(sum(p.numel() for p in model.parameters())))
+    (directory / TRAINING_JSON).write_text(json.dumps(info, indent=1) + "\n")
+    what = {"autoregressive": "the same tiny BERT with a causal attention mask, next-token cross-entropy after a start token",
+            "continuous": "a CDCD-style embedding diffusion LM on the same tiny BERT (16-dim normalised embeddings, cosine "
+                          "Gaussian schedule, cross-entropy on x_0; `dlmpaper.families`)"}[family]
+    floor = (f" (floor for this loss: entropy per token {info['entropy_per_token']:.4f})" if family == "autoregressive"
+             else " (x_0 cross-entropy averaged over t; not a likelihood)")
+    (directory / "README.md").write_text("\n".join([
+        f"# Toy {family} LM: `{lang.name}`", "",
+        f"{what}, trained on samples of the exact toy language `{lang.name}` ({lang.description}).",
+        "Used by notebook 02_five_properties (property L2: invalid-sequence rate at matched compute).", "",
+        f"- command: `{command}`",
+        "- " + ", ".join(f"{k}={v}" for k, v in info["config"].items()),
+        f"- parameters: {info['parameters']:,}; training took {seconds:.0f} s on one CPU thread",
+        f"- evaluation loss (4096 fresh samples): {info['eval_loss']:.4f}{floor}", "",
+        "Weights: MIT, like the code. `MANIFEST.sha256` is checked by `dlmpaper.toymodels.load_toy_family_model`.", ""]))
+    write_manifest(directory)
+    return directory
+
+
+def train_and_ship_families(names: Sequence[str], langs=None, root: Path | None = None, progress: bool = True,
+                            command: str = RETRAIN_COMMAND) -> None:
+    for family in names:
+        families.check_family(family)
+        if family == "masked":
+            raise ValueError("the masked toy models are trained by `--train` without --families")
+        for lang in _languages(langs):
+            t0 = time.time()
+            model, log = train_toy_model(lang, family=family, progress=progress, **FAMILY_RECIPES[family])
+            target = ship_family_model(model, lang, family, log, time.time() - t0, root, command)
+            print(f"{lang.name} {family}: {time.time() - t0:.0f} s, eval loss {log.attrs['eval_loss']:.4f} -> {target}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dlmpaper.toymodels", description=__doc__.split("\n\n")[0])
     parser.add_argument("--train", action="store_true", help="train and ship every toy model into data/toy_models")
     parser.add_argument("--languages", nargs="+", default=None, help=f"subset of {sorted(TOY_LANGUAGES)}")
     parser.add_argument("--out", type=Path, default=None, help="root folder (default data/toy_models)")
     parser.add_argument("--quality", action="store_true", help="print the quality table of the shipped models")
+    parser.add_argument("--families", nargs="+", default=None, choices=["autoregressive", "continuous"],
+                        help="with --train: train these families (notebook 02) into data/family_models instead")
     args = parser.parse_args(argv)
     if not (args.train or args.quality):
         parser.error("nothing to do: pass --train (train and ship) or --quality (measure the shipped models)")
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         if args.train:
             command = " ".join(["python -m dlmpaper.toymodels"] + (argv if argv is not None else sys.argv[1:]))
-            print(train_and_ship(args.languages, args.out, command=command).to_string(index=False))
+            if args.families:
+                train_and_ship_families(args.families, args.languages, args.out, command=command)
+            else:
+                print(train_and_ship(args.languages, args.out, command=command).to_string(index=False))
         if args.quality:
             print(toy_model_quality(args.languages, root=args.out).to_string(index=False))
     return 0

@@ -5,7 +5,11 @@
     python -m dlmpaper.train --out runs/embedded --export data/embedded_model   # ship the latest checkpoint
 
 The objective is LLaDA's SFT loss (``dlmpaper.training``) on the WordNet instruction corpus
-(``dlmpaper.corpus``). Training is resumable: the run directory holds the model
+(``dlmpaper.corpus``). ``--family autoregressive`` / ``--family continuous`` train the other two
+families of notebook 02 on the same corpus, tokenizer and backbone (``dlmpaper.families``):
+
+    python -m dlmpaper.train --family autoregressive --out runs/wordnet-autoregressive --export data/family_models/wordnet-autoregressive
+ Training is resumable: the run directory holds the model
 (safetensors), the AdamW state (safetensors, never pickles), the step and the loss log; batches
 and masks are drawn from generators seeded by (seed, step), so a resumed run sees exactly the
 batches an uninterrupted one would.
@@ -26,11 +30,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import AutoModelForMaskedLM, AutoTokenizer, ModernBertForMaskedLM
 
-from . import corpus, embedded, paths
+from . import corpus, embedded, families, paths
 from .models import write_manifest
 from .training import corrupt, left_padded_positions, masked_logits, sft_loss
 
@@ -56,6 +61,7 @@ class TrainConfig:
     full_length_share: float = 0.25
     max_train_pairs: int | None = None
     eval_pairs: int = 256
+    family: str = "masked"
     extra: dict = field(default_factory=dict)
 
 
@@ -146,6 +152,8 @@ def evaluate(model, tokenizer, heldout: list[dict], cfg: TrainConfig, unigram: n
       top-3 at X's gold position in the answer contains X's first token;
     - probe shape: share of (prompt, position) pairs whose top-1 is EOS at mask positions 97-128 and 1-16.
     """
+    if cfg.family != "masked":
+        return evaluate_family(model, tokenizer, heldout, cfg, batch_size)
     model.eval()
     mask_id = tokenizer.convert_tokens_to_ids(embedded.MASK)
     eos = tokenizer.convert_tokens_to_ids(embedded.EOS)
@@ -194,6 +202,45 @@ def evaluate(model, tokenizer, heldout: list[dict], cfg: TrainConfig, unigram: n
     return result
 
 
+@torch.no_grad()
+def evaluate_family(model, tokenizer, heldout: list[dict], cfg: TrainConfig, batch_size: int = 32) -> dict:
+    """Held-out numbers of an autoregressive or continuous run (the families' training cards):
+
+    - autoregressive: teacher-forced next-token cross-entropy on the response region (nats/token);
+    - continuous: cross-entropy of x_0 from z_t at t = 0.25 / 0.5 / 0.75 (fixed noise, seeded), and
+      the share of response tokens whose argmax is right at each t.
+    """
+    model.eval()
+    data = encode_pairs(tokenizer, heldout[: cfg.eval_pairs], cfg.response_length)
+    levels = (None,) if cfg.family == "autoregressive" else (0.25, 0.5, 0.75)
+    result = {}
+    for level in levels:
+        total, right, count = 0.0, 0, 0
+        for start in range(0, len(data.rows), batch_size):
+            idx = list(range(start, min(start + batch_size, len(data.rows))))
+            ids, attn, resp = make_batch(data, idx, tokenizer, cfg.response_length)
+            pos = left_padded_positions(attn)
+            if level is None:
+                select = torch.zeros_like(resp, dtype=torch.bool)
+                select[:, :-1] = resp[:, 1:].bool()
+                logits = masked_logits(model, ids, families.causal_attention_mask(attn), pos, select)
+                targets = ids[:, 1:][resp[:, 1:].bool()]
+            else:
+                gen = torch.Generator().manual_seed(1000 + start)
+                t = torch.full((len(idx),), level)
+                z = model.noisy(ids, resp, t, gen)
+                logits = model(z, t, ~resp.bool(), attn, pos, select=resp.bool())
+                targets = ids[resp.bool()]
+            total += F.cross_entropy(logits.float(), targets, reduction="sum").item()
+            right += int((logits.argmax(-1) == targets).sum())
+            count += targets.numel()
+        key = "response_ce" if level is None else f"ce_t{int(level * 100)}"
+        result[key] = total / max(count, 1)
+        result[key.replace("ce", "accuracy")] = right / max(count, 1)
+    model.train()
+    return result
+
+
 def unigram_table(tokenizer, data: EncodedPairs, cfg: TrainConfig) -> np.ndarray:
     """Unigram distribution of response-region tokens (EOS padding to 128 included), add-one smoothed."""
     counts = np.ones(len(tokenizer), dtype=np.float64)
@@ -218,9 +265,13 @@ class Run:
         self.heldout = corpus.load_split("heldout")
         if cfg.max_train_pairs:
             train_rows = train_rows[: cfg.max_train_pairs]
+        families.check_family(cfg.family)
         tok_dir = self.out / "model"
         if (tok_dir / "tokenizer.json").exists():
             self.tokenizer = AutoTokenizer.from_pretrained(tok_dir)
+        elif cfg.family != "masked":  # the other families share the embedded model's tokenizer
+            self.tokenizer = AutoTokenizer.from_pretrained(paths.EMBEDDED_MODEL)
+            self.tokenizer.save_pretrained(tok_dir)
         else:
             texts = (r["prompt"] + "\n" + r["response"] for r in corpus.load_split("train"))
             self.tokenizer = embedded.train_tokenizer(texts, cfg.vocab_size)
@@ -228,11 +279,15 @@ class Run:
         self.data = encode_pairs(self.tokenizer, train_rows, cfg.response_length)
         self.mask_id = self.tokenizer.convert_tokens_to_ids(embedded.MASK)
         self.unigram = unigram_table(self.tokenizer, self.data, cfg)
-        if (tok_dir / "model.safetensors").exists():
+        if (tok_dir / families.FAMILY_JSON).exists():
+            self.model = families.load_family_model(tok_dir, check_manifest=False)[1]
+        elif (tok_dir / "model.safetensors").exists():
             self.model = AutoModelForMaskedLM.from_pretrained(tok_dir, attn_implementation="sdpa")
         else:
             torch.manual_seed(cfg.seed)
             self.model = ModernBertForMaskedLM(embedded.model_config(len(self.tokenizer), cfg.hidden, cfg.layers, cfg.heads))
+            if cfg.family == "continuous":
+                self.model = families.EmbeddingDiffusionLM(self.model)
         self.model.to(self.device).train()
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
         self.state = {"step": 0, "tokens_seen": 0, "seconds": 0.0, "log": [], "evals": []}
@@ -246,7 +301,10 @@ class Run:
 
     def save(self) -> None:
         model_dir = self.out / "model"
-        self.model.save_pretrained(model_dir)
+        if self.cfg.family == "masked":
+            self.model.save_pretrained(model_dir)
+        else:
+            families.save_family_model(self.model, model_dir, self.cfg.family)
         save_optimizer(self.optimizer, self.out / "optimizer.safetensors")
         (self.out / "config.json").write_text(json.dumps(asdict(self.cfg), indent=1))
         tmp = self.out / "state.json.tmp"
@@ -259,14 +317,9 @@ class Run:
         indices = torch.randint(0, len(self.data.prompts), (cfg.batch_size,), generator=gen).tolist()
         length = batch_response_length(self.data, indices, cfg, gen)
         ids, attn, resp = make_batch(self.data, indices, self.tokenizer, length)
-        batch = corrupt(ids, resp, self.mask_id, gen, eps=cfg.eps)
-        ids, attn, resp = ids.to(self.device), attn.to(self.device), resp.to(self.device)
-        noisy, masked = batch.noisy_ids.to(self.device), batch.masked.to(self.device)
-        batch.noisy_ids, batch.masked, batch.p_mask = noisy, masked, batch.p_mask.to(self.device)
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr_at(step)
-        logits = masked_logits(self.model, noisy, attn, left_padded_positions(attn), masked)
-        loss = sft_loss(logits, batch, ids, resp)
+        loss = self.loss(ids, attn, resp, gen)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -274,6 +327,21 @@ class Run:
         self.state["step"] = step + 1
         self.state["tokens_seen"] += int(attn.sum())
         return float(loss.detach())
+
+    def loss(self, ids, attn, resp, gen: torch.Generator) -> torch.Tensor:
+        """The family's training loss on one batch (corruption drawn from ``gen``)."""
+        family = self.cfg.family
+        if family == "masked":
+            batch = corrupt(ids, resp, self.mask_id, gen, eps=self.cfg.eps)
+            batch.noisy_ids, batch.masked, batch.p_mask = (x.to(self.device) for x in (batch.noisy_ids, batch.masked, batch.p_mask))
+        ids, attn, resp = ids.to(self.device), attn.to(self.device), resp.to(self.device)
+        positions = left_padded_positions(attn)
+        if family == "autoregressive":
+            return families.ar_loss(self.model, ids, attn, positions, resp)
+        if family == "continuous":
+            return families.continuous_loss(self.model, ids, attn, positions, resp, gen)
+        logits = masked_logits(self.model, batch.noisy_ids, attn, positions, batch.masked)
+        return sft_loss(logits, batch, ids, resp)
 
     def train(self, until_step: int, eval_every: int, save_every: int, time_limit_min: float | None = None) -> None:
         start_wall = time.time()
@@ -319,7 +387,7 @@ def generation_numbers(model_dir: Path, n_prompts: int = 32) -> dict:
 
 def export(run_dir: Path, target: Path, command: str) -> None:
     """Copy the run's model + tokenizer to ``target``, write the training card and MANIFEST.sha256."""
-    from .cardwriter import write_card
+    from .cardwriter import write_card, write_family_card
 
     run_dir, target = Path(run_dir), Path(target)
     staging = target.with_name(target.name + ".tmp")
@@ -328,8 +396,13 @@ def export(run_dir: Path, target: Path, command: str) -> None:
     cfg = TrainConfig(**json.loads((run_dir / "config.json").read_text()))
     run = Run(run_dir, cfg)
     numbers = evaluate(run.model, run.tokenizer, run.heldout, cfg, run.unigram)
-    numbers.update(generation_numbers(staging))
-    write_card(run_dir, staging, command, numbers)
+    if cfg.family == "masked":
+        numbers.update(generation_numbers(staging))
+        write_card(run_dir, staging, command, numbers)
+    else:
+        for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json"):
+            (staging / name).unlink(missing_ok=True)  # the tokenizer is the embedded model's
+        write_family_card(run_dir, staging, command, numbers)
     write_manifest(staging)
     if target.exists():
         shutil.rmtree(target)
@@ -338,6 +411,8 @@ def export(run_dir: Path, target: Path, command: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dlmpaper.train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--family", choices=families.FAMILIES, default="masked",
+                        help="objective and sampler family (notebook 02); the embedded model is 'masked'")
     parser.add_argument("--preset", choices=["embedded"], default=None,
                         help="the shipped recipe: train in runs/embedded (resuming), then export to data/embedded_model")
     parser.add_argument("--out", type=Path, default=paths.RUNS / "embedded", help="run directory (resumed if it exists)")
@@ -366,7 +441,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     if args.export is not None:
         step = json.loads((args.out / "state.json").read_text())["step"]
-        export(args.out, args.export, f"{RETRAIN_COMMAND} --steps {step}")
+        saved_family = json.loads((args.out / "config.json").read_text()).get("family", "masked")
+        command = RETRAIN_COMMAND if saved_family == "masked" else f"python -m dlmpaper.train --family {saved_family} --out {args.out}"
+        export(args.out, args.export, f"{command} --steps {step}")
         print(f"exported {args.out} -> {args.export}")
         return 0
     saved = args.out / "config.json"
@@ -374,7 +451,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg.steps, cfg.batch_size, cfg.lr, cfg.seed = args.steps, args.batch_size, args.lr, args.seed
     cfg.max_train_pairs, cfg.eval_pairs = args.max_train_pairs, args.eval_pairs
     if not saved.exists():
-        cfg.hidden, cfg.layers = args.hidden, args.layers
+        cfg.hidden, cfg.layers, cfg.family = args.hidden, args.layers, args.family
+    elif cfg.family != args.family:
+        parser.error(f"{args.out} holds a {cfg.family!r} run; pass --family {cfg.family} or another --out")
     cfg.extra = {"device": args.device, "hardware": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
     run = Run(args.out, cfg, args.device)
     if args.evaluate:

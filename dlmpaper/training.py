@@ -60,17 +60,22 @@ def corrupt(
     return MaskedBatch(noisy, masked, p_mask)
 
 
-def masked_logits(model: torch.nn.Module, input_ids, attention_mask, position_ids, select: torch.Tensor) -> torch.Tensor:
-    """Logits (N, V) at the positions where ``select`` is True.
+def masked_logits(model: torch.nn.Module, input_ids, attention_mask, position_ids, select: torch.Tensor | None,
+                  inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
+    """Logits (N, V) at the positions where ``select`` is True (all positions, (B, L, V), if None).
 
     For ModernBERT-style models (``.model``, ``.head``, ``.decoder``) the vocabulary projection is
     applied only at the selected positions, which halves the cost of a training step on CPU.
+    ``inputs_embeds`` replaces ``input_ids`` (the continuous family, ``dlmpaper.families``);
+    ``attention_mask`` may be 2-D (padding) or a prepared 4-D boolean mask (causal models).
     """
+    inputs = {"input_ids": input_ids} if inputs_embeds is None else {"inputs_embeds": inputs_embeds}
     if all(hasattr(model, name) for name in ("model", "head", "decoder")):
-        hidden = model.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)[0]
-        return model.decoder(model.head(hidden[select]))
+        hidden = model.model(**inputs, attention_mask=attention_mask, position_ids=position_ids)[0]
+        return model.decoder(model.head(hidden if select is None else hidden[select]))
     kwargs = {"position_ids": position_ids} if position_ids is not None else {}
-    return model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits[select]
+    logits = model(**inputs, attention_mask=attention_mask, **kwargs).logits
+    return logits if select is None else logits[select]
 
 
 def sft_loss(logits_at_masked: torch.Tensor, batch: MaskedBatch, targets: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:

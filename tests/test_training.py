@@ -136,3 +136,28 @@ def test_corrupted_checkpoint_names_file_and_retrain_command(tmp_path):
     with pytest.raises(ManifestError, match="model.safetensors") as info:
         verify_manifest(copy)
     assert embedded.RETRAIN_COMMAND in str(info.value)
+
+
+@pytest.mark.parametrize("family", ["autoregressive", "continuous"])
+def test_other_families_train_on_the_corpus_resume_and_export(tmp_path, family):
+    """The notebook-02 families share the trainer: loss falls, the run resumes, export ships a card."""
+    from dlmpaper import families
+    from dlmpaper.train import export
+
+    torch.set_num_threads(1)
+    cfg = TrainConfig(steps=12, batch_size=8, lr=3e-3, warmup=2, hidden=64, layers=2, heads=2, max_train_pairs=500,
+                      eval_pairs=16, response_length=32, full_length_share=0.0, family=family)
+    run = Run(tmp_path / "run", cfg)
+    assert run.tokenizer.get_vocab() == load_model("embedded").tokenizer.get_vocab()  # the shared tokenizer
+    key = "response_ce" if family == "autoregressive" else "ce_t50"
+    before = evaluate(run.model, run.tokenizer, run.heldout, cfg)[key]
+    run.train(until_step=6, eval_every=1000, save_every=6)
+    again = Run(tmp_path / "run", cfg)
+    assert again.state["step"] == 6 and type(again.model) is type(run.model)
+    again.train(until_step=12, eval_every=12, save_every=12)
+    assert again.state["evals"][-1][key] < before
+    export(tmp_path / "run", tmp_path / "shipped", "python -m dlmpaper.train --family " + family)
+    loaded_family, model = families.load_family_model(tmp_path / "shipped")
+    assert loaded_family == family
+    assert "tokenizer.json" not in {p.name for p in (tmp_path / "shipped").iterdir()}
+    assert "Held-out evaluation" in (tmp_path / "shipped" / "README.md").read_text()
