@@ -73,13 +73,18 @@ def causal_attention_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     return (lower & keys) | eye
 
 
-def ar_loss(model, input_ids, attention_mask, position_ids, response_mask) -> torch.Tensor:
-    """Next-token cross-entropy on every response token (EOS padding included, as the masked
-    model's SFT), averaged over response tokens: position i predicts token i + 1."""
+def next_token_logits(model, input_ids, attention_mask, position_ids, response_mask) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, targets) for every response token under the causal mask: position i predicts
+    token i + 1 (EOS padding included, as the masked model's SFT)."""
     select = torch.zeros_like(response_mask, dtype=torch.bool)
     select[:, :-1] = response_mask[:, 1:].bool()
     logits = masked_logits(model, input_ids, causal_attention_mask(attention_mask), position_ids, select)
-    return F.cross_entropy(logits.float(), input_ids[:, 1:][response_mask[:, 1:].bool()])
+    return logits.float(), input_ids[:, 1:][response_mask[:, 1:].bool()]
+
+
+def ar_loss(model, input_ids, attention_mask, position_ids, response_mask) -> torch.Tensor:
+    """Next-token cross-entropy averaged over response tokens (:func:`next_token_logits`)."""
+    return F.cross_entropy(*next_token_logits(model, input_ids, attention_mask, position_ids, response_mask))
 
 
 @torch.no_grad()

@@ -42,7 +42,7 @@ def plot_property_matrices(paper: pd.DataFrame, measured: pd.DataFrame):
                 if table is paper:
                     cell = table[(table["family"] == fam) & (table["property"] == prop)]
                     value = cell["value"].iloc[0] if len(cell) else "n/a"
-                    text = value + ("" if not len(cell) or cell["source"].iloc[0] == "paper" else "*")
+                    text = value + ("" if not len(cell) or str(cell["source"].iloc[0]).startswith("paper") else "*")
                     differs = False
                 else:
                     cell = table[(table["paper_family"] == fam) & (table["property"] == prop)]
@@ -66,12 +66,13 @@ def plot_property_matrices(paper: pd.DataFrame, measured: pd.DataFrame):
     return fig
 
 
-def plot_d1(recovery: pd.DataFrame, paths: pd.DataFrame, masked_gold: pd.DataFrame):
+def plot_d1(recovery: pd.DataFrame, paths: pd.DataFrame, masked_gold: pd.DataFrame, min_count: int = 20):
     """D1 (figure ``02_d1_smooth_corruption``): (a) gold-token recovery against t per process /
     denoiser (``recovery``: ``curve, t, retained``); (b) over how many steps of a 100-step chain a
     single token's gold posterior falls from 0.9 to 0.1 (``paths``: ``process, fall_steps``);
     (c) the masked denoiser's gold probability against distance to the nearest visible token, one
-    line per t (``masked_gold``: ``t, distance, gold_prob``)."""
+    line per t (``masked_gold``: ``t, distance, gold_prob``; points averaging fewer than
+    ``min_count`` positions are left out)."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(10.0, 2.9))
@@ -84,18 +85,18 @@ def plot_d1(recovery: pd.DataFrame, paths: pd.DataFrame, masked_gold: pd.DataFra
     axes[0].set_ylabel("gold token recovered")
     axes[0].legend(fontsize=6)
     axes[0].set_title("(a) information left at t", fontsize=9)
-    steps = sorted(paths["fall_steps"].dropna().unique())
+    steps = np.arange(1, int(paths["fall_steps"].max()) + 1)
     width = 0.4
     for k, (process, part) in enumerate(paths.groupby("process")):
         counts = part["fall_steps"].value_counts(normalize=True).reindex(steps, fill_value=0)
-        axes[1].bar(np.arange(len(steps)) + (k - 0.5) * width, counts.values, width,
+        axes[1].bar(steps + (k - 0.5) * width, counts.values, width,
                     color=family_color("masked" if process == "mask" else "continuous"), label=process)
-    axes[1].set_xticks(np.arange(len(steps)), [str(int(s)) for s in steps])
     axes[1].set_xlabel("chain steps for p(gold | own state) to fall 0.9 -> 0.1")
     axes[1].set_ylabel("share of tokens")
     axes[1].legend(fontsize=7)
     axes[1].set_title("(b) one token: jump or glide", fontsize=9)
-    mean = masked_gold.groupby(["t", "distance"], as_index=False)["gold_prob"].mean()
+    mean = masked_gold.groupby(["t", "distance"], as_index=False)["gold_prob"].agg(["mean", "size"])
+    mean = mean[mean["size"] >= min_count].rename(columns={"mean": "gold_prob"})
     cmap = plt.get_cmap("viridis")
     ts = sorted(mean["t"].unique())
     for i, t in enumerate(ts):

@@ -213,11 +213,11 @@ def bootstrap_ci(values: Iterable[float], n_boot: int = 1000, seed: int = 0) -> 
 def wilson_interval(rate: float, n: int) -> tuple[float, float]:
     """95% Wilson interval of a simulated proportion ``rate`` over ``n`` draws (notebook 04,
     the one-step simulation of "_ _ tennis"); the same interval as :mod:`dlmpaper.trap` uses."""
-    from dlmpaper.trap import _wilson
+    from dlmpaper.trap import wilson
 
     if n < 1 or not 0.0 <= rate <= 1.0:
         raise ValueError(f"need n >= 1 and 0 <= rate <= 1, got n={n}, rate={rate}")
-    return _wilson(int(round(rate * n)), int(n))
+    return wilson(int(round(rate * n)), int(n))
 
 
 def summarize_over_prompts(frame: pd.DataFrame, by: Sequence[str], metrics: Sequence[str],

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from . import corruption, families, paths
-from .trap import ToyLanguage, _wilson, invalid_rate_by_tokens_per_step
+from .trap import ToyLanguage, invalid_rate_by_tokens_per_step, wilson
 
 JUDGEMENT_ORDER = ("no", "partial", "yes")
 
@@ -426,7 +426,7 @@ def per_pass_tables(traces: dict[str, SamplerTrace]) -> tuple[pd.DataFrame, pd.D
 def invalid_rate(lang: ToyLanguage, samples: np.ndarray) -> tuple[float, float, float]:
     """(rate, 95% Wilson low, high) of samples outside ``lang``'s support (L2)."""
     bad = int((~lang.valid_mask(np.asarray(samples))).sum())
-    low, high = _wilson(bad, len(samples))
+    low, high = wilson(bad, len(samples))
     return bad / len(samples), low, high
 
 
@@ -472,6 +472,18 @@ def l2_invalid_rates(lang: ToyLanguage, models: dict, *, n_samples: int = 2000, 
     return out.sort_values(["family", "nfe"], kind="stable").reset_index(drop=True)
 
 
+def l2_at_budget(l2: pd.DataFrame, toy_lengths: dict[str, int]) -> pd.DataFrame:
+    """Per (language, family) the row of :func:`l2_invalid_rates` that L2's rule reads: the largest
+    NFE <= ceil(L / 2) (autoregressive: NFE = L, the fewest passes it can use)."""
+    picked = []
+    for (lang, fam), sub in l2.groupby(["language", "family"], sort=False):
+        L = toy_lengths[lang]
+        sub = sub[sub["nfe"] <= (L if fam == "autoregressive" else math.ceil(L / 2))]
+        if len(sub):
+            picked.append(sub.sort_values("nfe").iloc[-1])
+    return pd.DataFrame(picked).reset_index(drop=True)
+
+
 # ------------------------------------------------------------------------------ the matrix
 
 
@@ -500,15 +512,8 @@ def property_summary(paths_df: pd.DataFrame, d2: pd.DataFrame, traces: pd.DataFr
         rows.append({"family": r.family, "property": "D3", "value": r.revisions, "extra": r.out_of_order,
                      "measure": "revisions per position"})
         rows.append({"family": r.family, "property": "L1", "value": r.states_on_lattice, "measure": "states that are token sequences"})
-    for fam, part in l2.groupby("family"):
-        values = []
-        for lang, sub in part.groupby("language"):
-            L = toy_lengths[lang]
-            target = L if fam == "autoregressive" else math.ceil(L / 2)
-            sub = sub[sub["nfe"] <= target]
-            if len(sub):
-                values.append(float(sub.sort_values("nfe")["invalid"].iloc[-1]))
-        rows.append({"family": fam, "property": "L2", "value": float(np.mean(values)) if values else float("nan"),
+    for fam, part in l2_at_budget(l2, toy_lengths).groupby("family", sort=False):
+        rows.append({"family": fam, "property": "L2", "value": float(part["invalid"].mean()),
                      "measure": "invalid rate at NFE ceil(L/2) (AR: L)"})
     out = pd.DataFrame(rows, columns=["family", "property", "value", "extra", "measure"])
     return out

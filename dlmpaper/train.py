@@ -221,10 +221,7 @@ def evaluate_family(model, tokenizer, heldout: list[dict], cfg: TrainConfig, bat
             ids, attn, resp = make_batch(data, idx, tokenizer, cfg.response_length)
             pos = left_padded_positions(attn)
             if level is None:
-                select = torch.zeros_like(resp, dtype=torch.bool)
-                select[:, :-1] = resp[:, 1:].bool()
-                logits = masked_logits(model, ids, families.causal_attention_mask(attn), pos, select)
-                targets = ids[:, 1:][resp[:, 1:].bool()]
+                logits, targets = families.next_token_logits(model, ids, attn, pos, resp)
             else:
                 gen = torch.Generator().manual_seed(1000 + start)
                 t = torch.full((len(idx),), level)

@@ -489,7 +489,7 @@ def marginal_fn_from_logits(logits_fn: Callable, lang: ToyLanguage) -> MarginalF
     return fn
 
 
-def _wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+def wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
     """95% Wilson score interval for a binomial proportion ``k / n``."""
     p = k / n
     den = 1 + z * z / n
@@ -623,7 +623,7 @@ class ModelMarginalDecoder:
         """Simulated invalid rate and its 95% Wilson interval ``(rate, low, high)``."""
         x = self.decode(n, k, order, rng)
         bad = int((~self.lang.valid_mask(x)).sum())
-        lo, hi = _wilson(bad, x.shape[0])
+        lo, hi = wilson(bad, x.shape[0])
         return bad / x.shape[0], lo, hi
 
 

@@ -125,3 +125,12 @@ def test_judgements_follow_the_stated_rules():
     paper = pd.DataFrame({"family": ["discrete"], "property": ["L1"], "value": ["yes"], "source": ["paper"]})
     table = properties.agreement_table(properties.measured_matrix(summary), paper)
     assert table.loc[0, "judgement"] == "yes" and bool(table.loc[0, "agrees"])
+
+
+def test_l2_budget_reads_half_the_passes_and_ar_at_its_length():
+    rates = pd.DataFrame({"language": ["x"] * 6, "family": ["masked"] * 3 + ["continuous"] * 2 + ["autoregressive"],
+                          "nfe": [1, 2, 4, 2, 8, 4], "invalid": [0.9, 0.5, 0.0, 0.3, 0.1, 0.0]})
+    picked = properties.l2_at_budget(rates, {"x": 4}).set_index("family")
+    assert picked.loc["masked", "nfe"] == 2 and picked.loc["masked", "invalid"] == 0.5
+    assert picked.loc["continuous", "nfe"] == 2 and picked.loc["continuous", "invalid"] == 0.3
+    assert picked.loc["autoregressive", "nfe"] == 4
