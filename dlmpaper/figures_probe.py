@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from dlmpaper.plotting import token_label
-from dlmpaper.probe import ProbeResult, is_stop_or_punct, modal_top1
+from dlmpaper.probe import ProbeResult, is_stop_or_punct, modal_top1, per_prompt_values
 
 __all__ = [
     "DEFAULT_WINDOWS",
@@ -134,52 +134,8 @@ def corpus_unigram_counts(
 
 
 # --------------------------------------------------------------------------- statistics per prompt
-def _dense_ranks(reference_ranks: Mapping[int, float] | pd.Series, vocab_size: int) -> np.ndarray:
-    """``(vocab_size,)`` ranks; tokens absent from the reference get (largest rank + 1)."""
-    series = reference_ranks if isinstance(reference_ranks, pd.Series) else pd.Series(reference_ranks)
-    if series.empty:
-        raise ValueError("reference_ranks is empty; build it with dlmpaper.probe.unigram_ranks_from_counts")
-    dense = np.full(vocab_size, float(series.max()) + 1.0)
-    ids = np.asarray(series.index, dtype=np.int64)
-    ok = (ids >= 0) & (ids < vocab_size)
-    dense[ids[ok]] = series.to_numpy(dtype=np.float64)[ok]
-    return dense
-
-
-def per_prompt_statistics(
-    result: ProbeResult, reference_ranks: Mapping[int, float] | pd.Series | None = None
-) -> dict[str, np.ndarray]:
-    """Each statistic of :func:`dlmpaper.probe.position_summary` as an ``(n_prompts, n_masks)`` array.
-
-    Same definitions (paper §4, notebook 03): ``entropy``, ``top1_prob``, ``end_share``
-    (top-1 is an end token), ``stop_punct_share`` (stop word / punctuation / whitespace,
-    end tokens excluded), ``content_share`` (neither), ``modal_share`` (the top-1 is the
-    most common top-1 over prompts at that position, :func:`dlmpaper.probe.modal_top1`: a
-    prompt-independent "template" prediction), ``js_divergence`` and
-    ``js_divergence_upper``, and, when ``reference_ranks`` is given, ``top1_freq_class`` =
-    ``floor(log2(rank))`` and ``top1_freq_class_nonend``, the same but NaN where the top-1
-    is an end token (a corpus of responses rarely counts EOS, so EOS would otherwise look
-    like the rarest token). Values are 0/1 for the shares.
-    """
-    end = result.matrix("top1_is_end").astype(bool)
-    texts = result.matrix("top1_token")
-    stop = np.vectorize(is_stop_or_punct, otypes=[bool])(texts) & ~end
-    out = {
-        "entropy": result.matrix("entropy").astype(np.float64),
-        "top1_prob": result.matrix("top1_prob").astype(np.float64),
-        "end_share": end.astype(np.float64),
-        "stop_punct_share": stop.astype(np.float64),
-        "content_share": (~end & ~stop).astype(np.float64),
-        "modal_share": (result.matrix("top1_id") == modal_top1(result)["token_id"].to_numpy()[None, :]).astype(np.float64),
-        "js_divergence": result.matrix("js").astype(np.float64),
-        "js_divergence_upper": result.matrix("js_upper").astype(np.float64),
-    }
-    if reference_ranks is not None:
-        dense = _dense_ranks(reference_ranks, result.vocab_size)
-        freq = np.floor(np.log2(dense[result.matrix("top1_id").astype(np.int64)]))
-        out["top1_freq_class"] = freq
-        out["top1_freq_class_nonend"] = np.where(end, np.nan, freq)
-    return out
+#: Per-prompt statistics now live in :mod:`dlmpaper.probe` (one definition for the summary and the figures).
+per_prompt_statistics = per_prompt_values
 
 
 def _nanmean(x: np.ndarray, axis: int) -> np.ndarray:

@@ -116,14 +116,15 @@ def plot_d2(table: pd.DataFrame, n_steps: int):
 
     fig, axes = plt.subplots(1, 2, figsize=(8.0, 2.8))
     data = table.dropna(subset=["chain_steps"])
+    steps = data.groupby("t", as_index=False)[["chain_steps", "closed_form_steps"]].max()  # equal for every process
+    axes[0].plot(steps["t"], steps["chain_steps"], color="black", label="Markov chain (mask, uniform, Gaussian)")
+    axes[0].plot(steps["t"], steps["closed_form_steps"], color="black", ls="--", label="closed form (all three)")
     for process, part in data.groupby("process", sort=False):
         color = family_color({"mask": "masked", "gaussian": "continuous"}.get(process, "uniform"))
-        axes[0].plot(part["t"], part["chain_steps"], color=color, label=f"{process}: chain")
-        axes[0].plot(part["t"], part["closed_form_steps"], color=color, ls="--", label=f"{process}: closed form")
         norm = part["chain_stat"].abs().max() or 1.0
         axes[1].scatter(part["closed_form_stat"] / norm, part["chain_stat"] / norm, color=color, s=12, label=process)
     axes[0].set_xlabel("noise level t")
-    axes[0].set_ylabel(f"forward steps to sample x_t (chain of {n_steps})")
+    axes[0].set_ylabel(f"steps to sample x_t (chain: {n_steps})")
     axes[0].legend(fontsize=6)
     axes[0].set_title("(a) cost; autoregressive: no x_t exists", fontsize=9)
     axes[1].plot([0, 1], [0, 1], color="black", lw=0.6)
@@ -149,14 +150,14 @@ def plot_d3(changes: pd.DataFrame, per_step: pd.DataFrame):
         vals = changes.loc[changes["family"] == fam, "changes"].clip(upper=top)
         share = vals.value_counts(normalize=True).reindex(bins[:-1], fill_value=0)
         axes[0].bar(bins[:-1] + (k - (len(fams) - 1) / 2) * width, share.values, width, color=family_color(fam), label=fam)
-    axes[0].set_xlabel(f"changes of a position's value (first decision counts; >= {top} pooled)")
+    axes[0].set_xlabel(f"value changes per position ({top} = {top} or more)")
     axes[0].set_ylabel("share of positions")
     axes[0].legend(fontsize=7)
     axes[0].set_title("(a) how often a position changes", fontsize=9)
     for fam, part in per_step.groupby("family", sort=False):
         axes[1].plot(part["progress"], part["changed"], color=family_color(fam), label=fam)
     axes[1].set_xlabel("sampling progress (forward pass / passes)")
-    axes[1].set_ylabel("share of positions changed at this pass")
+    axes[1].set_ylabel("share changed at this pass")
     axes[1].set_yscale("log")
     axes[1].legend(fontsize=7)
     axes[1].set_title("(b) when they change", fontsize=9)

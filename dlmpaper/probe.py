@@ -734,7 +734,7 @@ def _rank_lookup(reference_ranks, vocab_size: int) -> np.ndarray:
     else:
         series = pd.Series(reference_ranks) if isinstance(reference_ranks, Mapping) else reference_ranks
     if len(series) == 0:
-        raise ValueError("reference_ranks is empty")
+        raise ValueError("reference_ranks is empty; build it with dlmpaper.probe.unigram_ranks_from_counts")
     dense = np.full(vocab_size, float(series.max()) + 1.0)
     ids = np.asarray(series.index, dtype=np.int64)
     ok = (ids >= 0) & (ids < vocab_size)
@@ -758,6 +758,40 @@ def _bootstrap_ci(values: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, 
     """Percentile 95% CI of the mean over rows of ``values`` ``(N, M)`` under resample ``weights``."""
     boots = weights @ values / values.shape[0]  # (n_boot, M)
     return np.percentile(boots, 2.5, axis=0), np.percentile(boots, 97.5, axis=0)
+
+
+def per_prompt_values(
+    result: ProbeResult, reference_ranks: Mapping[int, float] | pd.Series | np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """Each per-prompt statistic as an ``(n_prompts, n_masks)`` float64 array (paper §4, notebook 03).
+
+    The statistics of :func:`position_summary` (``entropy``, ``top1_prob``, ``end_share``: top-1
+    is an end token, ``stop_punct_share``: stop word / punctuation / whitespace with end tokens
+    excluded, ``js_divergence`` / ``js_divergence_upper``, and with ``reference_ranks``
+    ``top1_freq_class`` = ``floor(log2(rank))``) plus, for the figures, ``content_share``
+    (neither end nor stop), ``modal_share`` (the top-1 is the most common top-1 over prompts at
+    that position, :func:`modal_top1`: a prompt-independent "template" prediction) and
+    ``top1_freq_class_nonend`` (NaN where the top-1 is an end token: a corpus of responses
+    rarely counts EOS, so EOS would otherwise look like the rarest token). Shares are 0/1.
+    """
+    end = result.matrix("top1_is_end").astype(bool)
+    stop = np.vectorize(is_stop_or_punct, otypes=[bool])(result.matrix("top1_token")) & ~end
+    top1 = result.matrix("top1_id").astype(np.int64)
+    out = {
+        "entropy": result.matrix("entropy").astype(np.float64),
+        "top1_prob": result.matrix("top1_prob").astype(np.float64),
+        "end_share": end.astype(np.float64),
+        "stop_punct_share": stop.astype(np.float64),
+        "content_share": (~end & ~stop).astype(np.float64),
+        "modal_share": (top1 == modal_top1(result)["token_id"].to_numpy()[None, :]).astype(np.float64),
+        "js_divergence": result.matrix("js").astype(np.float64),
+        "js_divergence_upper": result.matrix("js_upper").astype(np.float64),
+    }
+    if reference_ranks is not None:
+        freq = np.floor(np.log2(_rank_lookup(reference_ranks, result.vocab_size)[top1]))
+        out["top1_freq_class"] = freq
+        out["top1_freq_class_nonend"] = np.where(end, np.nan, freq)
+    return out
 
 
 def position_summary(
@@ -790,21 +824,7 @@ def position_summary(
     """
     if not _is_int(n_boot) or n_boot < 1:
         raise ValueError(f"n_boot must be an integer >= 1, got {n_boot!r}")
-    values: dict[str, np.ndarray] = {
-        "entropy": result.matrix("entropy"),
-        "top1_prob": result.matrix("top1_prob"),
-        "end_share": result.matrix("top1_is_end").astype(np.float64),
-    }
-    top1 = result.matrix("top1_id").astype(np.int64)
-    texts = result.matrix("top1_token")
-    function = np.vectorize(is_stop_or_punct, otypes=[bool])(texts) & ~result.matrix("top1_is_end").astype(bool)
-    values["stop_punct_share"] = function.astype(np.float64)
-    if reference_ranks is not None:
-        dense = _rank_lookup(reference_ranks, result.vocab_size)
-        values["top1_freq_class"] = np.floor(np.log2(dense[top1]))
-    values["js_divergence"] = result.matrix("js").astype(np.float64)
-    values["js_divergence_upper"] = result.matrix("js_upper").astype(np.float64)
-
+    values = per_prompt_values(result, reference_ranks)
     weights = _bootstrap_weights(result.n_prompts, n_boot, seed)
     frames = []
     positions = np.arange(1, result.n_masks + 1)
