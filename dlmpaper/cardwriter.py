@@ -130,10 +130,10 @@ SHA-256 of every file here and is verified whenever `dlmpaper` loads the model.
 
 
 FAMILY_TEXT = {
-    "autoregressive": ("an **autoregressive** LM: the embedded model's ModernBERT backbone with a causal "
+    "autoregressive": ("An **autoregressive** LM: the embedded model's ModernBERT backbone with a causal "
                        "attention mask, trained with next-token cross-entropy on the response region",
                        "next-token cross-entropy (nats)"),
-    "continuous": ("a **continuous (embedding-space) diffusion** LM in the style of CDCD (arXiv 2211.15089): "
+    "continuous": ("A **continuous (embedding-space) diffusion** LM in the style of CDCD (arXiv 2211.15089): "
                    "Gaussian noise (cosine schedule) on L2-normalised learned embeddings, the backbone predicts "
                    "x_0 and is trained with cross-entropy on x_0 (Diffusion-LM's rounding term); DDIM sampling "
                    "with score interpolation", "x_0 cross-entropy (nats)"),
@@ -174,6 +174,9 @@ and the same backbone size. Load it with `dlmpaper.families.load_family_model` o
 ![training loss](loss_curve.png)
 
 ## Held-out evaluation (step {state['step']})
+On the first {cfg['eval_pairs']} held-out pairs, response region of {cfg['response_length']} tokens (the answer,
+`<|eot_id|>` and EOS padding, which is easy to predict and lifts every number here):
+
 {_table(rows)}
 
 ## License
