@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from dlmpaper.plotting import token_label
-from dlmpaper.probe import ProbeResult, is_stop_or_punct, modal_top1, per_prompt_values
+from dlmpaper.probe import ProbeResult, per_prompt_values
 
 __all__ = [
     "DEFAULT_WINDOWS",

@@ -18,9 +18,7 @@ batches an uninterrupted one would.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import math
 import platform
 import shutil
 import sys

@@ -10,7 +10,7 @@ import shutil
 import pytest
 import torch
 import transformers
-from standins import DREAM_LIKE_SPEC, LLADA_LIKE_SPEC, LLADA_SPECIAL, LLADA_TEMPLATE
+from standins import LLADA_LIKE_SPEC, LLADA_SPECIAL, LLADA_TEMPLATE
 
 from dlmpaper import models, paths
 from dlmpaper.models import (
