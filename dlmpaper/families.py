@@ -38,9 +38,9 @@ from safetensors.torch import load_model as load_safetensors_model
 from safetensors.torch import save_model as save_safetensors_model
 from transformers import BertConfig, BertForMaskedLM, ModernBertConfig, ModernBertForMaskedLM
 
-from .corruption import GaussianSchedule
+from .corruption import GaussianSchedule, round_to_tokens
 from .models import MANIFEST_NAME, ManifestError, verify_manifest
-from .training import masked_logits
+from .training import left_padded_positions, masked_logits
 
 FAMILIES: tuple[str, ...] = ("masked", "continuous", "autoregressive")
 FAMILY_JSON = "family.json"
@@ -95,7 +95,7 @@ def ar_generate(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, n_to
     ids, attn = prompt_ids.clone(), prompt_mask.clone()
     out = []
     for _ in range(n_tokens):
-        pos = (attn.long().cumsum(1) - 1).clamp(min=0)
+        pos = left_padded_positions(attn)
         last = torch.zeros_like(ids, dtype=torch.bool)
         last[:, -1] = True  # project only the last position onto the vocabulary
         logits = masked_logits(model, ids, causal_attention_mask(attn), pos, last).float()
@@ -187,23 +187,17 @@ class ContinuousTrace:
 
     ``tokens`` (B, L) the final rounded tokens at the noisy positions; ``step_tokens`` (S, B, L) the
     denoiser's argmax after each step; ``step_snap_distance`` (S, B, L) the distance from z_t to its
-    nearest embedding after each step; ``final_rounding_distance`` (B, L) that distance for the
-    final z_0 before rounding; ``t`` (S,) the noise level each step started from.
+    nearest embedding after each step (``corruption.round_to_tokens``).
     """
 
     tokens: torch.Tensor
     step_tokens: torch.Tensor
     step_snap_distance: torch.Tensor
-    final_rounding_distance: torch.Tensor
-    t: torch.Tensor
 
-
-def nearest_embedding(z: torch.Tensor, E: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(token ids, L2 distance) of the nearest row of E for every vector of z (..., d)."""
-    flat = z.reshape(-1, z.shape[-1])
-    d2 = (flat.pow(2).sum(-1, keepdim=True) - 2 * flat @ E.T + E.pow(2).sum(-1)[None]).clamp_min(0)
-    best, ids = d2.min(dim=-1)
-    return ids.reshape(z.shape[:-1]), best.sqrt().reshape(z.shape[:-1])
+    @property
+    def final_rounding_distance(self) -> torch.Tensor:
+        """(B, L) distance from the final z_0 to its nearest embedding, before rounding."""
+        return self.step_snap_distance[-1]
 
 
 @torch.no_grad()
@@ -233,10 +227,8 @@ def continuous_generate(model: EmbeddingDiffusionLM, clean_ids: torch.Tensor, no
         z_new = math.sqrt(ab_s) * x0 + math.sqrt(max(1.0 - ab_s, 0.0)) * eps
         z = torch.where(noisy[..., None], z_new, z)
         toks.append(torch.where(noisy, logits.argmax(-1), clean_ids))
-        dists.append(nearest_embedding(z, E)[1])
-    final_dist = dists[-1]
-    return ContinuousTrace(tokens=toks[-1], step_tokens=torch.stack(toks), step_snap_distance=torch.stack(dists),
-                           final_rounding_distance=final_dist, t=grid[:-1])
+        dists.append(round_to_tokens(z, E)[1])
+    return ContinuousTrace(tokens=toks[-1], step_tokens=torch.stack(toks), step_snap_distance=torch.stack(dists))
 
 
 # --------------------------------------------------------------------------- checkpoints

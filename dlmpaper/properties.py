@@ -22,9 +22,8 @@ import pandas as pd
 import torch
 
 from . import corruption, families, paths
+from .training import left_padded_positions
 from .trap import ToyLanguage, invalid_rate_by_tokens_per_step, wilson
-
-JUDGEMENT_ORDER = ("no", "partial", "yes")
 
 
 # --------------------------------------------------------------------------------------- D1
@@ -39,7 +38,7 @@ def gold_posterior_gaussian(z: torch.Tensor, gold: torch.Tensor, embedding: torc
     """
     E = embedding.float()
     if alpha_bar >= 1.0:
-        return (families.nearest_embedding(z, E)[0] == gold).float()
+        return (corruption.round_to_tokens(z, E)[0] == gold).float()
     d2 = (z.pow(2).sum(-1, keepdim=True) - 2 * math.sqrt(alpha_bar) * z @ E.T + alpha_bar * E.pow(2).sum(-1)[None])
     logits = -d2 / (2 * (1 - alpha_bar))
     return torch.softmax(logits, dim=-1).gather(1, gold[:, None])[:, 0]
@@ -149,7 +148,7 @@ def continuous_gold_probability(model: families.EmbeddingDiffusionLM, ids: torch
     for each t (D1, notebook 02): the same axis as the masked model's curve, read from x_0 logits.
     ``body`` marks the answer tokens inside ``resp``. Columns ``t, gold_prob`` (one row per t: mean)."""
     gen = torch.Generator().manual_seed(seed)
-    pos = (attn.long().cumsum(1) - 1).clamp(min=0)
+    pos = left_padded_positions(attn)
     rows = []
     for t in levels:
         tt = torch.full((ids.shape[0],), float(t))
@@ -248,19 +247,30 @@ def out_of_order_share(commit_step: torch.Tensor) -> float:
 # --------------------------------------------------------------------------------------- L1
 
 
+def on_token_lattice(distances: torch.Tensor, spacing: float, tol: float = 1e-3) -> torch.Tensor:
+    """True where a state lies on the token lattice: its distance to the nearest embedding is at
+    most ``tol`` times ``spacing`` (:func:`embedding_spacing`) (L1)."""
+    return distances <= tol * spacing
+
+
 def lattice_share(distances: torch.Tensor, embedding: torch.Tensor, tol: float = 1e-3) -> float:
-    """Share of positions whose state lies on the token lattice: distance to the nearest embedding
-    at most ``tol`` times the median nearest-neighbour spacing of ``embedding`` (L1). A discrete
-    state (token or mask) is on it by definition: pass zeros."""
-    return float((distances <= tol * embedding_spacing(embedding)).float().mean())
+    """Share of positions whose state lies on the token lattice (:func:`on_token_lattice` with the
+    spacing of ``embedding``; L1). A discrete state (token or mask) is on it by definition: pass zeros."""
+    return float(on_token_lattice(distances, embedding_spacing(embedding), tol).float().mean())
 
 
-def embedding_spacing(embedding: torch.Tensor) -> float:
-    """Median distance from each embedding row to its nearest other row."""
+def embedding_spacing(embedding: torch.Tensor, chunk_size: int = 1024) -> float:
+    """Median distance from each embedding row to its nearest other row (rows in chunks of
+    ``chunk_size``, so a large vocabulary never needs its full V x V distance matrix)."""
     E = embedding.float()
-    d2 = (E.pow(2).sum(-1, keepdim=True) - 2 * E @ E.T + E.pow(2).sum(-1)[None]).clamp_min(0)
-    d2.fill_diagonal_(float("inf"))
-    return float(d2.min(dim=1).values.sqrt().median())
+    sq = E.pow(2).sum(-1)
+    nearest = []
+    for start in range(0, E.shape[0], chunk_size):
+        d2 = (sq[start:start + chunk_size, None] - 2 * E[start:start + chunk_size] @ E.T + sq[None]).clamp_min(0)
+        rows = torch.arange(d2.shape[0])
+        d2[rows, rows + start] = float("inf")
+        nearest.append(d2.min(dim=1).values)
+    return float(torch.cat(nearest).sqrt().median())
 
 
 def relative_rounding_error(distances: torch.Tensor, embedding: torch.Tensor) -> float:
@@ -372,14 +382,14 @@ def sample_families(masked_model, family_models: dict, prompts: Sequence[str], *
         full_attn = torch.cat([attn, torch.ones(B, G, dtype=attn.dtype)], dim=1)
         noisy = torch.zeros_like(full, dtype=torch.bool)
         noisy[:, P:] = True
-        pos = (full_attn.long().cumsum(1) - 1).clamp(min=0)
+        pos = left_padded_positions(full_attn)
         trace = families.continuous_generate(model, full, noisy, full_attn, pos, steps,
                                              torch.Generator().manual_seed(seed))
         E = model.diffusion_embeddings()
         spacing = embedding_spacing(E)
         region = trace.step_tokens[:, :, P:]
         states = torch.cat([torch.full_like(region[:1], undecided), region])
-        on = trace.step_snap_distance[:, :, P:] <= 1e-3 * spacing
+        on = on_token_lattice(trace.step_snap_distance[:, :, P:], spacing)
         out["continuous"] = SamplerTrace("continuous", states, undecided, steps, on,
                                          trace.final_rounding_distance[:, P:] / spacing, None,
                                          [decode(r) for r in trace.tokens[:, P:]])
