@@ -18,6 +18,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from . import plotting  # noqa: E402
 
+#: The licence section of every WordNet-trained model card.
+LICENSE = """## License
+Weights: MIT, like the code. Trained on WordNet 3.0 (Copyright 2006 by Princeton University; the
+WordNet license and notice are in `data/wordnet_corpus/LICENSE`). `MANIFEST.sha256` lists the
+SHA-256 of every file here and is verified whenever `dlmpaper` loads the model."""
+
 GOALS = {
     "copy_top3": ("copying: top-3 at X's gold position contains X's first token", ">= 0.50"),
     "eos_top1_97_128": ("share of (prompt, position) with EOS top-1, mask positions 97-128", ">= 0.90"),
@@ -70,10 +76,7 @@ def write_card(run_dir: Path, model_dir: Path, command: str, extra_numbers: dict
     history = [("step", "CE@0.5", "copy top-3")]
     for e in evals:
         history.append((e["step"], f"{e['ce_mask50']:.3f}", f"{e['copy_top3']:.3f}"))
-    from safetensors import safe_open
-
-    with safe_open(str(model_dir / "model.safetensors"), "pt") as handle:
-        n_params = sum(_prod(handle.get_slice(key).get_shape()) for key in handle.keys())
+    n_params = _parameter_count(model_dir)
     hours = state["seconds"] / 3600
     text = f"""# dlmpaper embedded model
 
@@ -121,10 +124,7 @@ History:
 
 {_table(history)}
 
-## License
-Weights: MIT, like the code. Trained on WordNet 3.0 (Copyright 2006 by Princeton University; the
-WordNet license and notice are in `data/wordnet_corpus/LICENSE`). `MANIFEST.sha256` lists the
-SHA-256 of every file here and is verified whenever `dlmpaper` loads the model.
+{LICENSE}
 """
     (model_dir / "README.md").write_text(text)
 
@@ -148,10 +148,7 @@ def write_family_card(run_dir: Path, model_dir: Path, command: str, numbers: dic
     family = cfg["family"]
     what, ylabel = FAMILY_TEXT[family]
     _loss_curve(state["log"], model_dir / "loss_curve.png", ylabel, f"{family} model: training loss")
-    from safetensors import safe_open
-
-    with safe_open(str(model_dir / "model.safetensors"), "pt") as handle:
-        n_params = sum(_prod(handle.get_slice(key).get_shape()) for key in handle.keys())
+    n_params = _parameter_count(model_dir)
     rows = [("held-out measure", "value")] + [(k.replace("_", " "), f"{v:.3f}") for k, v in sorted(numbers.items())]
     text = f"""# dlmpaper {family} model (WordNet corpus)
 
@@ -179,12 +176,17 @@ On the first {cfg['eval_pairs']} held-out pairs, response region of {cfg['respon
 
 {_table(rows)}
 
-## License
-Weights: MIT, like the code. Trained on WordNet 3.0 (Copyright 2006 by Princeton University; see
-`data/wordnet_corpus/LICENSE`). `MANIFEST.sha256` lists the SHA-256 of every file here and is
-verified whenever `dlmpaper` loads the model.
+{LICENSE}
 """
     (model_dir / "README.md").write_text(text)
+
+
+def _parameter_count(model_dir: Path) -> int:
+    """Number of weights in ``model_dir/model.safetensors`` (read from the header, no tensors loaded)."""
+    from safetensors import safe_open
+
+    with safe_open(str(model_dir / "model.safetensors"), "pt") as handle:
+        return sum(_prod(handle.get_slice(key).get_shape()) for key in handle.keys())
 
 
 def _prod(shape) -> int:

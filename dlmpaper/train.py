@@ -387,16 +387,16 @@ def export(run_dir: Path, target: Path, command: str) -> None:
     run_dir, target = Path(run_dir), Path(target)
     staging = target.with_name(target.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(run_dir / "model", staging)
     cfg = TrainConfig(**json.loads((run_dir / "config.json").read_text()))
+    # the other families use the embedded model's tokenizer: ship only their weights and config
+    tokenizer_files = shutil.ignore_patterns("tokenizer*", "chat_template.jinja", "special_tokens_map.json")
+    shutil.copytree(run_dir / "model", staging, ignore=None if cfg.family == "masked" else tokenizer_files)
     run = Run(run_dir, cfg)
     numbers = evaluate(run.model, run.tokenizer, run.heldout, cfg, run.unigram)
     if cfg.family == "masked":
         numbers.update(generation_numbers(staging))
         write_card(run_dir, staging, command, numbers)
     else:
-        for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json"):
-            (staging / name).unlink(missing_ok=True)  # the tokenizer is the embedded model's
         write_family_card(run_dir, staging, command, numbers)
     write_manifest(staging)
     if target.exists():
