@@ -62,6 +62,11 @@ def _add_probe_parser(subparsers) -> None:
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto (default: cpu)")
     p.add_argument("--dtype", default=None, help="float32 | bfloat16 | float16 (default: the model's registry dtype)")
     p.add_argument("--trust-remote-code", action="store_true", help="allow the model's hub code (LLaDA, Dream)")
+    p.add_argument("--spec", choices=("llada", "dream", "masked_lm"), default=None,
+                   help="treat the checkpoint as LLaDA, Dream or a plain masked LM (default: from its config.json)")
+    p.add_argument("--device-map", default=None,
+                   help="accelerate device map, e.g. auto: shard the model over GPUs / offload to CPU (overrides --device)")
+    p.add_argument("--max-memory", default=None, help="with --device-map: memory per device, e.g. 0=20GiB,1=20GiB,cpu=64GiB")
     p.add_argument("--revision", default=None, help="hub revision (branch, tag or commit) of the model")
     p.add_argument("--dataset-id", default=None, help="LIMA dataset id or local mirror for --prompts lima (default: GAIR/lima)")
     p.add_argument("--js-support", default="auto", help="tokens kept for prompt-specificity: auto | full | N | 0 (skip)")
@@ -112,7 +117,14 @@ def compact_summary(result, summary, every: int = 8):
 def _run_probe(args: argparse.Namespace) -> int:
     # 1. cheap checks: arguments, model name, prompt source (nothing loaded yet)
     from dlmpaper.data import check_prompt_source, load_prompts
-    from dlmpaper.models import RemoteCodeRequiredError, check_model_name, load_model, resolve_device, resolve_dtype
+    from dlmpaper.models import (
+        RemoteCodeRequiredError,
+        check_model_name,
+        load_model,
+        parse_max_memory,
+        resolve_device,
+        resolve_dtype,
+    )
     from dlmpaper.probe import end_dominance_distance, position_summary, positional_probe, validate_probe_args
 
     validate_probe_args(args.n_masks, args.top_k, args.n_prompts)
@@ -120,7 +132,10 @@ def _run_probe(args: argparse.Namespace) -> int:
         if value < 1:
             raise ValueError(f"{flag} must be >= 1, got {value}")
     js_support = _parse_js_support(args.js_support)
-    spec = check_model_name(args.model)
+    spec = check_model_name(args.model, spec=args.spec)
+    max_memory = parse_max_memory(args.max_memory)
+    if max_memory is not None and args.device_map is None:
+        raise ValueError("--max-memory needs --device-map (e.g. --device-map auto)")
     if spec.needs_remote_code and not args.trust_remote_code:
         raise RemoteCodeRequiredError(
             f"{spec.name} runs custom modelling code from its hub repository; add --trust-remote-code "
@@ -142,6 +157,9 @@ def _run_probe(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         revision=args.revision,
         trust_remote_code=args.trust_remote_code,
+        spec=args.spec,
+        device_map=args.device_map,
+        max_memory=max_memory,
     )
     validate_probe_args(args.n_masks, args.top_k, args.n_prompts, model.max_length, model.vocab_size)
 
@@ -209,8 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that are the user's to fix: reported as one line, exit code 2."""
     from dlmpaper.models import HubAccessError, ManifestError
+    from dlmpaper.remote_code import RemoteCodeError
 
-    errors: list[type[BaseException]] = [CliError, ValueError, FileNotFoundError, HubAccessError, ManifestError]
+    errors: list[type[BaseException]] = [CliError, ValueError, FileNotFoundError, HubAccessError, ManifestError,
+                                         RemoteCodeError]
     import torch
 
     if hasattr(torch, "OutOfMemoryError"):

@@ -41,13 +41,17 @@ __all__ = [
     "ManifestError",
     "ModelNotFoundError",
     "RemoteCodeRequiredError",
+    "SPEC_KINDS",
     "TokenIdError",
     "check_model_name",
     "hub_available",
     "is_hub_id",
     "load_model",
+    "parse_max_memory",
     "resolve_device",
     "resolve_dtype",
+    "spec_for",
+    "spec_kind_from_config",
     "verify_manifest",
     "write_manifest",
     "with_overrides",
@@ -203,27 +207,74 @@ def _known_names() -> str:
     return ", ".join(REGISTRY)
 
 
-def check_model_name(name_or_path: str | os.PathLike) -> ModelSpec:
+#: ``--spec`` values: which registry entry's ids and behaviour a checkpoint gets.
+SPEC_KINDS = {"llada": "llada-8b-instruct", "dream": "dream-7b-instruct", "masked_lm": None}
+
+
+def spec_kind_from_config(config: dict) -> str:
+    """``"llada"``, ``"dream"`` or ``"masked_lm"`` from a ``config.json`` (``model_type``, ``auto_map``,
+    ``architectures``): how a local directory or an unregistered hub id is recognised."""
+    model_type = str(config.get("model_type", "")).lower()
+    names = " ".join(
+        [str(v) for v in (config.get("auto_map") or {}).values()] + [str(a) for a in config.get("architectures") or []]
+    ).lower()
+    if model_type == "llada" or "llada" in names:
+        return "llada"
+    if model_type == "dream" or "dream" in names:
+        return "dream"
+    return "masked_lm"
+
+
+def spec_for(kind: str, name: str, source: str | None) -> ModelSpec:
+    """A :class:`ModelSpec` of ``kind`` (see :data:`SPEC_KINDS`) for the checkpoint at ``source``."""
+    if kind not in SPEC_KINDS:
+        raise ValueError(f"unknown spec {kind!r}; use one of {', '.join(SPEC_KINDS)}")
+    registered = SPEC_KINDS[kind]
+    if registered is None:
+        return ModelSpec(name=name, hub_id=source, adapter="masked_lm")
+    return dataclasses.replace(REGISTRY[registered], name=name, hub_id=source)
+
+
+def _read_local_config(path: Path) -> dict:
+    import json
+
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ModelNotFoundError(f"{path / 'config.json'} is not readable JSON ({exc}); restore or re-save the checkpoint") from exc
+    if not isinstance(config, dict):
+        raise ModelNotFoundError(f"{path / 'config.json'} does not hold a JSON object; restore or re-save the checkpoint")
+    return config
+
+
+def check_model_name(name_or_path: str | os.PathLike, *, spec: str | None = None) -> ModelSpec:
     """Validate a model name cheaply (no loading, no network) and return its :class:`ModelSpec`.
 
     Accepts a registry short name, an existing local HF directory, or a hub id
-    ``org/name``. Raises :class:`UnknownModelError` (listing the known names) or
-    :class:`ModelNotFoundError` (embedded checkpoint / local directory incomplete).
+    ``org/name``. A local directory whose ``config.json`` says LLaDA or Dream gets that
+    model's ids and behaviour (:func:`spec_kind_from_config`); ``spec`` (``llada | dream |
+    masked_lm``) overrides the recognition. Raises :class:`UnknownModelError` (listing the
+    known names) or :class:`ModelNotFoundError` (embedded checkpoint / local directory incomplete).
     """
     name = os.fspath(name_or_path)
-    if name in REGISTRY:
-        spec = REGISTRY[name]
-        if spec.hub_id is None:
+    if spec is not None and spec not in SPEC_KINDS:
+        raise ValueError(f"unknown spec {spec!r}; use one of {', '.join(SPEC_KINDS)}")
+    if name in REGISTRY and spec is None:
+        found = REGISTRY[name]
+        if found.hub_id is None:
             _require_local_checkpoint(Path(paths.EMBEDDED_MODEL), embedded=True)
-        return spec
+        return found
     path = Path(name).expanduser()
     if path.is_dir():
         _require_local_checkpoint(path, embedded=False)
-        return ModelSpec(name=path.name, hub_id=str(path), adapter="masked_lm")
+        kind = spec or spec_kind_from_config(_read_local_config(path))
+        return spec_for(kind, path.name, str(path))
     if is_hub_id(name):
-        for spec in REGISTRY.values():  # a registered model named by its hub id
-            if spec.hub_id == name:
-                return spec
+        if spec is not None:
+            return spec_for(spec, name, name)
+        for known in REGISTRY.values():  # a registered model named by its hub id
+            if known.hub_id == name:
+                return known
         return ModelSpec(name=name, hub_id=name, adapter="masked_lm")
     raise UnknownModelError(
         f"unknown model {name!r}: not a known name, an existing directory, or a hub id "
@@ -231,18 +282,30 @@ def check_model_name(name_or_path: str | os.PathLike) -> ModelSpec:
     )
 
 
+_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.txt", "vocab.json")
+
+
 def _require_local_checkpoint(path: Path, *, embedded: bool) -> None:
-    if (path / "config.json").is_file():
-        return
+    """Fail before loading when a local checkpoint lacks its config, weights, tokenizer or (shipped
+    embedded model) its ``MANIFEST.sha256``, naming what is missing and the fix."""
     if embedded:
-        raise ModelNotFoundError(
-            f"the embedded model checkpoint is missing at {path} (no config.json). "
-            f"Build it with `{RETRAIN_COMMAND}`, or restore data/embedded_model from the repository."
-        )
-    raise ModelNotFoundError(
-        f"{path} is not a Hugging Face model directory (no config.json): "
-        "pass a directory written by save_pretrained, a hub id, or one of: " + _known_names()
-    )
+        fix = f"restore data/embedded_model from the repository (`git checkout -- data/embedded_model`) or rebuild it with `{RETRAIN_COMMAND}`"
+        if not (path / "config.json").is_file():
+            raise ModelNotFoundError(f"the embedded model checkpoint is missing at {path} (no config.json). Fix: {fix}.")
+    else:
+        fix = "pass a directory written by save_pretrained (config.json, weights, tokenizer), a hub id, or one of: " + _known_names()
+        if not (path / "config.json").is_file():
+            raise ModelNotFoundError(f"{path} is not a Hugging Face model directory (no config.json). Fix: {fix}")
+    missing = []
+    if not any((path / f).is_file() for f in _WEIGHT_FILES) and not any(path.glob("*.safetensors")):
+        missing.append("weights (model.safetensors)")
+    if not any((path / f).is_file() for f in _TOKENIZER_FILES):
+        missing.append("a tokenizer (tokenizer.json or tokenizer_config.json)")
+    if embedded and not (path / MANIFEST_NAME).is_file():
+        missing.append(f"its checksum file {MANIFEST_NAME} (the shipped model is only loaded when verified)")
+    if missing:
+        raise ModelNotFoundError(f"{path} lacks {' and '.join(missing)}. Fix: {fix}.")
 
 
 # --------------------------------------------------------------------------- manifest
@@ -344,7 +407,7 @@ def _hub_error(hub_id: str, detail: str) -> HubAccessError:
     unset = ", unset HF_HUB_OFFLINE" if _env_true("HF_HUB_OFFLINE") else ""
     return HubAccessError(
         f"cannot load {hub_id!r}: {detail}. Fix: on a machine with hub access run "
-        f"`huggingface-cli download {hub_id}` (after `huggingface-cli login` if the model is gated) "
+        f"`hf download {hub_id}` (after `hf auth login` if the model is gated) "
         f"so it is in the local cache{unset}, or run offline with `--model embedded`."
     )
 
@@ -435,8 +498,12 @@ class DiffusionLM:
         self.family = self.spec.family
         self.shift_logits = bool(self.spec.shift_logits)
         param = next(model.parameters())
-        self.device = param.device
+        embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+        #: where inputs go: the input embeddings' device (the first device of a sharded model)
+        self.device = getattr(getattr(embeddings, "weight", None), "device", None) or param.device
         self.dtype = param.dtype
+        #: remote-code compatibility steps applied at load time (dlmpaper.remote_code)
+        self.compat_steps: tuple[str, ...] = ()
         self.vocab_size = self._logit_width()
         self.max_length = self._context_limit()
         self._resolve_ids()
@@ -603,7 +670,7 @@ class DiffusionLM:
                 kwargs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
         out = self.model(input_ids=input_ids, **kwargs)
         raw = out.logits if hasattr(out, "logits") else out[0]
-        return raw.float()
+        return raw.float().to(self.device)  # a sharded model returns logits on its last device
 
     def _align(self, raw: torch.Tensor, first: torch.Tensor | None) -> torch.Tensor:
         """Dream-style shift: out[:, i] = raw[:, i-1]; each row's first real position keeps its own."""
@@ -649,6 +716,32 @@ class DiffusionLM:
             return out
         return self._align(self._raw_forward(input_ids, attention_mask), first)
 
+    def check_padding(self, *, tolerance: float | None = None) -> float:
+        """Check that left padding leaves real positions' logits unchanged; fall back if not.
+
+        Runs one short chat input alone and left-padded by 3 tokens. When the largest logit
+        difference exceeds ``tolerance`` (default 1e-3 in float32; 0.5 in 16-bit types, whose
+        rounding moves 8B-model logits by ~0.1 while an ignored mask moves them by several units),
+        :attr:`padding_mode` becomes ``"per_row"`` (exact, one forward per row) and a warning says
+        so once. Returns the measured difference (under the mode in force before the check).
+        """
+        if tolerance is None:
+            tolerance = 1e-3 if self.dtype == torch.float32 else 0.5
+        ids = self.encode_chat("Hello")[:12] + [self.mask_id] * 4
+        alone_ids, _ = self.batch([ids])
+        padded_ids, padded_mask = self.batch([ids, ids + [self.mask_id] * 3])
+        alone = self.logits(alone_ids)[0]
+        padded = self.logits(padded_ids, padded_mask)[0, 3:]
+        diff = float((alone - padded).abs().max())
+        if not diff <= tolerance and self.padding_mode != "per_row":
+            warnings.warn(
+                f"{self.name}: left padding changes its logits by {diff:.3g} (> {tolerance:g}): the model "
+                "ignores its attention mask; each padded row is now computed alone (exact, slower).",
+                stacklevel=2,
+            )
+            self.padding_mode = "per_row"
+        return diff
+
     # ---- reporting
     def describe(self) -> dict[str, Any]:
         """One row for notebook 00_models' table of models."""
@@ -673,6 +766,35 @@ class DiffusionLM:
 
 
 # --------------------------------------------------------------------------- loading
+def parse_max_memory(text: str | None) -> dict[int | str, str] | None:
+    """``"0=20GiB,1=20GiB,cpu=64GiB"`` -> ``{0: "20GiB", 1: "20GiB", "cpu": "64GiB"}`` (accelerate's
+    ``max_memory``); None stays None. A malformed entry raises ``ValueError`` naming it."""
+    if text is None or not str(text).strip():
+        return None
+    out: dict[int | str, str] = {}
+    for part in str(text).split(","):
+        key, sep, value = part.strip().partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key or not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", value, flags=re.IGNORECASE):
+            raise ValueError(f"max memory entry {part.strip()!r} is not DEVICE=SIZE (e.g. 0=20GiB or cpu=64GiB)")
+        if not (key.isdigit() or key in ("cpu", "disk", "mps")):
+            raise ValueError(f"max memory device {key!r} is not a GPU index, cpu, mps or disk")
+        out[int(key) if key.isdigit() else key] = value
+    return out
+
+
+def _hub_config(source: str, hub_kwargs: dict[str, Any]) -> dict:
+    """``config.json`` of a hub repository (from the cache when ``local_files_only``)."""
+    import json
+
+    from huggingface_hub import hf_hub_download
+
+    path = hf_hub_download(
+        source, "config.json", revision=hub_kwargs.get("revision"), local_files_only=bool(hub_kwargs.get("local_files_only"))
+    )
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
 def load_model(
     name_or_path: str | os.PathLike,
     *,
@@ -681,31 +803,37 @@ def load_model(
     revision: str | None = None,
     trust_remote_code: bool = False,
     local_files_only: bool | None = None,
-    spec: ModelSpec | None = None,
+    spec: ModelSpec | str | None = None,
+    device_map: str | dict | None = None,
+    max_memory: dict | None = None,
+    check_padding: bool = True,
+    **from_pretrained_kwargs: Any,
 ) -> DiffusionLM:
     """Load a masked diffusion LM by short name, local directory or hub id (notebooks 00, 03, 04).
 
     ``dtype`` defaults to the registry's (bf16 for LLaDA/Dream, float32 otherwise).
     ``trust_remote_code`` is forwarded only when True; models that need it raise
-    :class:`RemoteCodeRequiredError` without it. Hub ids that are not cached fail fast
-    with :class:`HubAccessError` when the hub is unreachable (``HF_HUB_OFFLINE=1``).
-    ``local_files_only``: None = decide from hub access; True = cache only; False = let
-    transformers go to the network without the quick check.
-    ``spec`` overrides the registry: load the weights at ``name_or_path`` with that
-    spec's ids and behaviour (tests load tiny LLaDA/Dream stand-ins this way).
+    :class:`RemoteCodeRequiredError` without it. Remote code is loaded through
+    :mod:`dlmpaper.remote_code` (the compatibility steps for transformers 5.x).
+    Hub ids that are not cached fail fast with :class:`HubAccessError` when the hub is
+    unreachable (``HF_HUB_OFFLINE=1``). ``local_files_only``: None = decide from hub access;
+    True = cache only; False = let transformers go to the network without the quick check.
+    ``spec``: a :class:`ModelSpec`, or ``"llada" | "dream" | "masked_lm"`` to override what
+    the checkpoint's ``config.json`` says (:func:`spec_kind_from_config`).
+    ``device_map`` / ``max_memory`` (accelerate): shard a large model over several GPUs or offload
+    part of it to CPU; inputs then go to the device of the input embeddings. Further keyword
+    arguments go to ``from_pretrained``. ``check_padding``: compare one padded and unpadded input
+    and fall back to exact per-row computation when the model ignores its attention mask.
     """
-    if spec is None:
-        spec = check_model_name(name_or_path)
-        source = str(paths.EMBEDDED_MODEL) if spec.hub_id is None else spec.hub_id
-    else:
+    if isinstance(spec, ModelSpec):
         source = os.fspath(name_or_path)
-    dev = resolve_device(device)
+    else:
+        spec = check_model_name(name_or_path, spec=spec)
+        source = str(paths.EMBEDDED_MODEL) if spec.hub_id is None else spec.hub_id
+    dev = resolve_device(device) if device_map is None else None
     torch_dtype = resolve_dtype(dtype if dtype is not None else spec.dtype)
-    if spec.needs_remote_code and not trust_remote_code:
-        raise RemoteCodeRequiredError(
-            f"{spec.name} ({source}) runs custom modelling code from its hub repository; pass "
-            "trust_remote_code=True (CLI: --trust-remote-code) after reviewing that code."
-        )
+    if spec.needs_remote_code and not trust_remote_code:  # before any download
+        raise _remote_code_required(spec.name, source)
 
     kwargs: dict[str, Any] = {}
     if revision is not None:
@@ -732,21 +860,62 @@ def load_model(
             raise _hub_error(source, f"{why} and it is not in the local Hugging Face cache")
         if cached and (local_files_only or not hub_available()):
             kwargs["local_files_only"] = True
+    try:
+        config = _read_local_config(local) if is_local else _hub_config(source, kwargs)
+    except OSError as exc:
+        raise _hub_error(source, f"config.json could not be fetched ({exc.__class__.__name__}: {exc})") from exc
+    if spec.adapter == "masked_lm" and spec_kind_from_config(config) != "masked_lm":
+        spec = spec_for(spec_kind_from_config(config), spec.name, spec.hub_id)  # an unregistered LLaDA/Dream hub id
+    remote = bool(config.get("auto_map")) and (spec.needs_remote_code or trust_remote_code)
+    if (spec.needs_remote_code or config.get("auto_map")) and not trust_remote_code and spec.adapter != "embedded":
+        if spec.needs_remote_code or not _native_model_type(config):
+            raise _remote_code_required(spec.name, source)
 
+    model_kwargs = dict(from_pretrained_kwargs)
+    if device_map is not None:
+        model_kwargs["device_map"] = device_map
+    if max_memory is not None:
+        model_kwargs["max_memory"] = max_memory
     import transformers
 
-    auto_model = getattr(transformers, spec.auto_class)
+    compat: list[str] = []
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(source, **kwargs)
-        model = auto_model.from_pretrained(source, dtype=torch_dtype, **kwargs)
+        if remote:
+            from .remote_code import load_remote_model
+
+            model, compat = load_remote_model(source, spec.name, dtype=torch_dtype, hub_kwargs=kwargs, model_kwargs=model_kwargs)
+        else:
+            auto_model = getattr(transformers, spec.auto_class)
+            model = auto_model.from_pretrained(source, dtype=torch_dtype, **kwargs, **model_kwargs)
     except OSError as exc:
         if is_local:
-            raise
+            raise ModelNotFoundError(f"{source}: loading failed ({exc.__class__.__name__}: {exc}). Fix: re-save or re-download the checkpoint.") from exc
         raise _hub_error(source, f"download or cache lookup failed ({exc.__class__.__name__}: {exc})") from exc
-    model = model.to(dev).eval()
+    if device_map is None:
+        model = model.to(dev)
+    model = model.eval()
     if is_local and local.resolve().is_relative_to(paths.ROOT):
         source = str(local.resolve().relative_to(paths.ROOT))  # stable in manifests and notebooks
-    return DiffusionLM(model, tokenizer, spec, hub_id=source, revision=revision)
+    lm = DiffusionLM(model, tokenizer, spec, hub_id=source, revision=revision)
+    lm.compat_steps = tuple(compat)
+    if check_padding:
+        lm.check_padding()
+    return lm
+
+
+def _remote_code_required(name: str, source: str) -> RemoteCodeRequiredError:
+    return RemoteCodeRequiredError(
+        f"{name} ({source}) runs custom modelling code from its repository (config.json auto_map); "
+        "pass trust_remote_code=True (CLI: --trust-remote-code) after reviewing that code."
+    )
+
+
+def _native_model_type(config: dict) -> bool:
+    """Whether transformers itself knows ``config["model_type"]`` (no remote code needed)."""
+    from transformers import CONFIG_MAPPING
+
+    return str(config.get("model_type", "")) in CONFIG_MAPPING
 
 
 def with_overrides(spec: ModelSpec, **changes: Any) -> ModelSpec:

@@ -589,7 +589,10 @@ def positional_probe(
     not fit the context instead of raising. ``progress`` shows a tqdm bar.
     ``mask_head_only`` (default) computes the vocabulary projection at the mask positions
     only when the model allows it (:func:`_mask_logits`; same numbers, less work); False
-    always takes ``model.logits`` at every position.
+    always takes ``model.logits`` at every position. In bfloat16/float16 each prompt gets its own
+    forward pass whatever ``batch_size`` says: 16-bit logits change in the last bits with padding
+    and batch shape, and one prompt per pass keeps the tables independent of batch composition
+    (``meta["batch_size_used"]``); in float32 batching is exact to ~1e-5 and is used as asked.
     Notebook 03_positional_probe; CLI ``dlmpaper probe``.
     """
     validate_probe_args(n_masks, top_k, None, model.max_length, model.vocab_size)
@@ -600,7 +603,8 @@ def positional_probe(
             f"got {js_support!r}"
         )
     started = time.perf_counter()
-    frame, batches = plan_batches(model, prompts, n_masks, batch_size, too_long=too_long)
+    used_batch_size = 1 if getattr(model, "dtype", torch.float32) in (torch.bfloat16, torch.float16) else batch_size
+    frame, batches = plan_batches(model, prompts, n_masks, used_batch_size, too_long=too_long)
     js_support = _resolve_js_support(js_support, len(frame), n_masks, model.vocab_size)
     acc = _Accumulator(len(frame), n_masks, model.vocab_size, top_k, js_support, model.device)
 
@@ -658,6 +662,7 @@ def positional_probe(
         "device": str(getattr(model, "device", "")),
         "dtype": str(getattr(model, "dtype", "")).removeprefix("torch."),
         "batch_size": batch_size,
+        "batch_size_used": used_batch_size,
         "n_batches": len(batches),
         "js_exact": js_support >= model.vocab_size,
         "js_support": js_support,

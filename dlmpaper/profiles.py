@@ -7,6 +7,7 @@ Notebooks never branch on the profile beyond their ``parameters`` cell: they cal
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import pandas as pd
@@ -46,10 +47,28 @@ def get_profile(name: str) -> Profile:
     return PROFILES[name]
 
 
+#: Environment variables through which ``python -m dlmpaper.reproduce --device-map/--max-memory``
+#: reaches every notebook's model (accelerate sharding / offloading; README "The paper at full scale").
+DEVICE_MAP_ENV = "DLMPAPER_DEVICE_MAP"
+MAX_MEMORY_ENV = "DLMPAPER_MAX_MEMORY"
+
+
 def load_profile_model(profile: Profile, device: str = "cpu", model: str | None = None) -> models.DiffusionLM:
-    """Load the profile's model (or ``model``, a registry name / hub id / local path, when given)."""
+    """Load the profile's model (or ``model``, a registry name / hub id / local path, when given).
+
+    ``DLMPAPER_DEVICE_MAP`` / ``DLMPAPER_MAX_MEMORY`` (set by ``reproduce --device-map/--max-memory``)
+    shard or offload it with accelerate instead of placing it on ``device``.
+    """
     name = model or profile.model
-    return models.load_model(name, device=device, dtype=profile.dtype, trust_remote_code=profile.trust_remote_code)
+    device_map = os.environ.get(DEVICE_MAP_ENV) or None
+    return models.load_model(
+        name,
+        device=device,
+        dtype=profile.dtype,
+        trust_remote_code=profile.trust_remote_code,
+        device_map=device_map,
+        max_memory=models.parse_max_memory(os.environ.get(MAX_MEMORY_ENV)) if device_map else None,
+    )
 
 
 def load_profile_prompts(profile: Profile, n: int | None = None, prompts: str | None = None) -> pd.DataFrame:

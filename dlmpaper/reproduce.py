@@ -506,6 +506,8 @@ def run(
     scratch_dir: str | os.PathLike | None = None,
     progress: bool = True,
     start_timeout: int = 120,
+    device_map: str | None = None,
+    max_memory: str | None = None,
 ) -> RunResult:
     """Execute the notebooks in order and, only if all succeed, publish figures and notebooks.
 
@@ -514,11 +516,14 @@ def run(
     ``inplace`` (default), go to ``output_dir`` when given, and are discarded with
     ``inplace=False`` and no ``output_dir``. ``scratch_dir`` is where the temporary run
     folder is made (default: the system temp dir); it is removed after success and kept
-    after a failure. Raises :class:`PreflightError` or :class:`NotebookFailed`.
+    after a failure. ``device_map`` / ``max_memory`` (e.g. ``"auto"``, ``"0=40GiB,cpu=100GiB"``) shard
+    or offload the profile's model in every notebook (:func:`dlmpaper.profiles.load_profile_model`).
+    Raises :class:`PreflightError` or :class:`NotebookFailed`.
     """
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise PreflightError(f"seed must be an int, got {seed!r}")
     device = preflight(profile, device)  # before the heavy imports: fails within seconds
+    sharding = _sharding_env(device_map, max_memory)
 
     import nbformat
     import papermill as pm
@@ -554,7 +559,7 @@ def run(
         out_path = stage_nbs / path.name
         start = time.perf_counter()
         try:
-            with _environ(**env, **{NOTEBOOK_ENV: stem}):
+            with _environ(**env, **sharding, **{NOTEBOOK_ENV: stem}):
                 result = pm.execute_notebook(
                     str(path),
                     str(out_path),
@@ -676,6 +681,23 @@ def _publish(fig_dir: Path, stage_figs: Path, produced: dict[str, str], manifest
 # ----------------------------------------------------------------------------- CLI
 
 
+def _sharding_env(device_map: str | None, max_memory: str | None) -> dict[str, str]:
+    """Kernel environment for :func:`dlmpaper.profiles.load_profile_model`'s sharding options (checked here)."""
+    from dlmpaper.models import parse_max_memory
+    from dlmpaper.profiles import DEVICE_MAP_ENV, MAX_MEMORY_ENV
+
+    if max_memory is not None and device_map is None:
+        raise PreflightError("--max-memory needs --device-map (e.g. --device-map auto)")
+    try:
+        parse_max_memory(max_memory)
+    except ValueError as exc:
+        raise PreflightError(str(exc)) from exc
+    out = {DEVICE_MAP_ENV: device_map} if device_map else {}
+    if max_memory:
+        out[MAX_MEMORY_ENV] = max_memory
+    return out
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m dlmpaper.reproduce",
@@ -685,6 +707,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="embedded: shipped small model, CPU, offline (default); paper: LLaDA-8B-Instruct on LIMA, GPU + hub")
     p.add_argument("--device", choices=DEVICES, default=None, help="default: cpu for embedded, cuda for paper")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device-map", default=None,
+                   help="accelerate device map for the profile's model, e.g. auto (shard over GPUs / offload to CPU)")
+    p.add_argument("--max-memory", default=None, help="with --device-map: memory per device, e.g. 0=40GiB,cpu=100GiB")
     p.add_argument("--notebooks", nargs="+", default=None, metavar="NN",
                    help="subset to run, by number or stem, e.g. --notebooks 03 04 (comma lists work too)")
     p.add_argument("--no-inplace", action="store_true", help="do not write executed notebooks over notebooks/")
@@ -717,6 +742,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             kernel=args.kernel,
             scratch_dir=args.scratch_dir,
             progress=not args.quiet,
+            device_map=args.device_map,
+            max_memory=args.max_memory,
         )
     except ReproduceError as err:
         print(f"dlmpaper.reproduce: error: {err}", file=sys.stderr)

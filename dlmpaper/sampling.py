@@ -372,7 +372,12 @@ def generate(
     revised. One deliberate difference from LLaDA's code: the mask token is never a candidate
     (its logit is set to -inf; LLaDA's trained model gives it no mass, random stand-ins may).
     ``record`` keeps the disagreement record (one extra forward pass per batch).
-    Deterministic given ``seed`` and independent of ``batch_size`` (module docstring).
+    Deterministic given ``seed`` and independent of ``batch_size`` (module docstring) in float32.
+    Softmax, confidences and Gumbel noise are float64 whatever the model's dtype (as in LLaDA's
+    March-2025 ``generate()``; its current version computes them in the model dtype, so bf16
+    samples from it can differ). In bfloat16 the logits themselves change in the last bits with
+    left padding, so batched and one-at-a-time samples can differ: pass ``batch_size=1`` for bf16
+    samples that do not depend on batch composition.
     """
     settings = check_settings(
         gen_length=gen_length,

@@ -72,3 +72,58 @@ def bert_mlm(bert_mlm_dir):
     from dlmpaper.models import load_model
 
     return load_model(bert_mlm_dir)
+
+
+# ------------------------------------------------------------------ remote-code stand-ins
+@pytest.fixture(scope="session")
+def llada_remote_dir(standins_root) -> Path:
+    """Hub-like LLaDA directory with our LLaDA-interface remote code (tests/upstream_like)."""
+    from standins import build_llada_remote
+
+    return build_llada_remote(standins_root / "llada_remote")
+
+
+@pytest.fixture(scope="session")
+def dream_remote_dir(standins_root) -> Path:
+    """Hub-like Dream directory with our Dream-interface remote code (tests/upstream_like)."""
+    from standins import build_dream_remote
+
+    return build_dream_remote(standins_root / "dream_remote")
+
+
+@pytest.fixture(scope="session")
+def llada_remote(llada_remote_dir):
+    from dlmpaper.models import load_model
+
+    return load_model(llada_remote_dir, trust_remote_code=True, dtype="float32")
+
+
+@pytest.fixture(scope="session")
+def dream_remote(dream_remote_dir):
+    from dlmpaper.models import load_model
+
+    return load_model(dream_remote_dir, trust_remote_code=True, dtype="float32")
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """An empty Hugging Face hub cache for this test; ``hub_cache(repo_id, directory)`` puts a
+    directory into it as the cached snapshot of ``repo_id`` (the layout huggingface_hub reads offline)."""
+    import shutil
+
+    from huggingface_hub import constants
+
+    root = tmp_path / "hf-hub-cache"
+    root.mkdir()
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(root))
+    monkeypatch.setenv("HF_HUB_CACHE", str(root))
+
+    def put(repo_id: str, directory: Path, revision: str = "0" * 40) -> Path:
+        repo = root / ("models--" + repo_id.replace("/", "--"))
+        (repo / "refs").mkdir(parents=True)
+        (repo / "refs" / "main").write_text(revision)
+        snapshot = repo / "snapshots" / revision
+        shutil.copytree(directory, snapshot)
+        return snapshot
+
+    return put

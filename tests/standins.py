@@ -194,3 +194,136 @@ def build_bert_mlm(directory: str | Path, *, seed: int = 2) -> Path:
         mask_token="[MASK]",
     )
     return _save(_tiny_bert(len(vocab), seed), tokenizer, directory)
+
+
+# --------------------------------------------------------------------------- remote-code stand-ins
+#: Where our re-implementations of the upstream remote-code interfaces live (upstream_like/README.md).
+UPSTREAM_LIKE = Path(__file__).resolve().parent / "upstream_like"
+
+#: Small shapes of LLaDA-8B's architecture (the real one: d_model 4096, 32 heads, 32 layers, mlp 12288).
+LLADA_TINY = dict(d_model=64, n_heads=4, n_kv_heads=4, n_layers=2, mlp_hidden_size=128, max_sequence_length=512)
+#: Small shapes of Dream-7B's (Qwen2) architecture (the real one: hidden 3584, 28 heads, 4 kv heads, 28 layers).
+DREAM_TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=512)
+
+
+def _import_upstream_like(family: str, module: str):
+    import importlib
+
+    return importlib.import_module(f"upstream_like.{family}.{module}")
+
+
+def _write_remote_dir(directory: Path, family: str, files: tuple[str, ...], *, replace: dict[str, str] | None = None) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in files:
+        text = (UPSTREAM_LIKE / family / name).read_text()
+        for old, new in (replace or {}).items():
+            text = text.replace(old, new)
+        (directory / name).write_text(text)
+
+
+def _save_remote(model, config, auto_map: dict[str, str], tokenizer, directory: Path, extra: dict | None = None) -> Path:
+    import json
+
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(directory / "model.safetensors"), metadata={"format": "pt"})
+    cfg = config.to_dict()
+    cfg.update({"auto_map": auto_map, **(extra or {})})
+    (directory / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True))
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def _standard_rope(config, device=None, **_):
+    """RoPE's inverse frequencies base^(-2i/d) (Su et al. 2021), as transformers 4.x's "default" entry gave them."""
+    dim = config.hidden_size // config.num_attention_heads
+    return 1.0 / (config.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.float, device=device) / dim)), 1.0
+
+
+def build_llada_remote(directory: str | Path, *, seed: int = 0, ignore_attention_mask: bool = False, **shape) -> Path:
+    """A hub-like LLaDA directory: config.json with ``auto_map``, our LLaDA-interface modelling files,
+    random safetensors weights under upstream parameter names, LLaDA's tokenizer ids and template.
+
+    ``ignore_attention_mask=True`` writes the variant that accepts ``attention_mask`` and drops it
+    (the Feb-2025 lineage of circulating copies). Loading it needs ``trust_remote_code=True``."""
+    directory = Path(directory)
+    files = ("configuration_llada.py", "modeling_llada.py")
+    _write_remote_dir(directory, "llada", files,
+                      replace={"IGNORE_ATTENTION_MASK = False": f"IGNORE_ATTENTION_MASK = {bool(ignore_attention_mask)}"})
+    cfg_mod = _import_upstream_like("llada", "configuration_llada")
+    model_mod = _import_upstream_like("llada", "modeling_llada")
+    config = cfg_mod.LLaDAConfig(**{**LLADA_TINY, **shape})
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = model_mod.LLaDAModelLM(config)
+        for param in model.parameters():  # the remote class never initialises: give it seeded values
+            torch.nn.init.normal_(param, std=0.15 if param.dim() > 1 else 0.02)
+            if param.dim() == 1:
+                param.data += 1.0
+    tokenizer = _byte_level_tokenizer(LLADA_VOCAB, LLADA_SPECIAL, LLADA_TEMPLATE, bos_token="<|startoftext|>",
+                                      eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    auto_map = {"AutoConfig": "configuration_llada.LLaDAConfig", "AutoModel": "modeling_llada.LLaDAModelLM",
+                "AutoModelForCausalLM": "modeling_llada.LLaDAModelLM"}
+    return _save_remote(model.eval(), config, auto_map, tokenizer, directory)
+
+
+def build_dream_remote(directory: str | Path, *, seed: int = 1, **shape) -> Path:
+    """A hub-like Dream directory (config.json with ``auto_map``, our Dream-interface modelling and
+    generation files, random weights, generation_config.json, Dream's special ids)."""
+    import json
+
+    directory = Path(directory)
+    _write_remote_dir(directory, "dream", ("configuration_dream.py", "modeling_dream.py", "generation_utils.py"))
+    cfg_mod = _import_upstream_like("dream", "configuration_dream")
+    model_mod = _import_upstream_like("dream", "modeling_dream")
+    config = cfg_mod.DreamConfig(**{**DREAM_TINY, **shape})
+    upstream_table = model_mod.ROPE_INIT_FUNCTIONS  # transformers 5.x has no "default" entry
+    model_mod.ROPE_INIT_FUNCTIONS = {**upstream_table, "default": _standard_rope}
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = model_mod.DreamModel(config)
+            for param in model.parameters():
+                torch.nn.init.normal_(param, std=0.15 if param.dim() > 1 else 0.02)
+                if param.dim() == 1:
+                    param.data += 1.0
+    finally:
+        model_mod.ROPE_INIT_FUNCTIONS = upstream_table
+    tokenizer = _byte_level_tokenizer(DREAM_VOCAB, DREAM_SPECIAL, DREAM_TEMPLATE, eos_token="<|endoftext|>",
+                                      pad_token="<|endoftext|>", mask_token="<|mask|>")
+    auto_map = {"AutoConfig": "configuration_dream.DreamConfig", "AutoModel": "modeling_dream.DreamModel"}
+    _save_remote(model.eval(), config, auto_map, tokenizer, directory)
+    generation = {"eps": 1e-3, "steps": 512, "alg": "origin", "mask_token_id": 151666, "pad_token_id": 151643,
+                  "bos_token_id": 151643, "eos_token_id": 151643, "temperature": 0.0, "max_new_tokens": 16}
+    (directory / "generation_config.json").write_text(json.dumps(generation, indent=2, sort_keys=True))
+    return directory
+
+
+def direct_upstream_model(directory: str | Path, family: str) -> torch.nn.Module:
+    """The upstream-interface class built by hand from ``directory``'s config and weights, without
+    ``from_pretrained`` or any dlmpaper code: the reference a loaded adapter must equal exactly."""
+    import json
+
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    values = json.loads((directory / "config.json").read_text())
+    for key in ("auto_map", "architectures", "model_type", "transformers_version"):
+        values.pop(key, None)
+    if family == "llada":
+        config = _import_upstream_like("llada", "configuration_llada").LLaDAConfig(**values)
+        model = _import_upstream_like("llada", "modeling_llada").LLaDAModelLM(config)
+    else:
+        config = _import_upstream_like("dream", "configuration_dream").DreamConfig(**values)
+        model_mod = _import_upstream_like("dream", "modeling_dream")
+        upstream_table = model_mod.ROPE_INIT_FUNCTIONS
+        model_mod.ROPE_INIT_FUNCTIONS = {**upstream_table, "default": _standard_rope}
+        try:
+            model = model_mod.DreamModel(config)
+        finally:
+            model_mod.ROPE_INIT_FUNCTIONS = upstream_table
+    model.load_state_dict(load_file(str(directory / "model.safetensors")))
+    config.use_cache = False
+    return model.eval()

@@ -86,12 +86,30 @@ def test_embedded_missing_is_a_clear_error(monkeypatch, tmp_path, no_loading):
         load_model("embedded")
 
 
-def test_embedded_adapter_takes_ids_from_token_strings(monkeypatch, llada_like_dir):
-    monkeypatch.setattr(paths, "EMBEDDED_MODEL", llada_like_dir)
+def test_embedded_adapter_takes_ids_from_token_strings(monkeypatch, llada_like_dir, tmp_path):
+    ckpt = shutil.copytree(llada_like_dir, tmp_path / "embedded_model")
+    models.write_manifest(ckpt)
+    monkeypatch.setattr(paths, "EMBEDDED_MODEL", ckpt)
     lm = load_model("embedded")
     assert (lm.name, lm.mask_id, lm.eos_id, lm.pad_id) == ("embedded", 126336, 126081, 126081)
     assert lm.end_ids == (126081, 126348)
-    assert lm.hub_id == str(llada_like_dir)
+    assert lm.hub_id == str(ckpt)
+
+
+def test_shipped_model_without_its_manifest_is_refused(monkeypatch, llada_like_dir, tmp_path, no_loading):
+    ckpt = shutil.copytree(llada_like_dir, tmp_path / "embedded_model")
+    monkeypatch.setattr(paths, "EMBEDDED_MODEL", ckpt)
+    with pytest.raises(ModelNotFoundError, match="MANIFEST.sha256.*git checkout -- data/embedded_model"):
+        load_model("embedded")
+
+
+@pytest.mark.parametrize("remove, fragment", [("model.safetensors", "weights"), ("tokenizer.json", "tokenizer")])
+def test_incomplete_local_directory_names_what_is_missing(bert_mlm_dir, tmp_path, no_loading, remove, fragment):
+    copy = shutil.copytree(bert_mlm_dir, tmp_path / "mlm")
+    for name in (remove, "tokenizer_config.json") if remove == "tokenizer.json" else (remove,):
+        (copy / name).unlink()
+    with pytest.raises(ModelNotFoundError, match=f"lacks .*{fragment}.*Fix: pass a directory written by save_pretrained"):
+        load_model(copy)
 
 
 # ------------------------------------------------------------------ ids and encoding
@@ -274,7 +292,7 @@ def test_hub_offline_fails_fast(monkeypatch, no_loading):
     with pytest.raises(HubAccessError) as err:
         load_model("no-such-org-dlmpaper/no-such-model")
     message = str(err.value)
-    assert "huggingface-cli download no-such-org-dlmpaper/no-such-model" in message
+    assert "hf download no-such-org-dlmpaper/no-such-model" in message and "hf auth login" in message
     assert "--model embedded" in message and "HF_HUB_OFFLINE" in message
     with pytest.raises(HubAccessError, match="GSAI-ML/LLaDA-8B-Instruct"):
         load_model("llada-8b-instruct", trust_remote_code=True)
