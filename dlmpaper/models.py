@@ -594,18 +594,47 @@ class DiffusionLM:
         With a chat template: render it with ``add_generation_prompt=True`` and tokenize
         with ``add_special_tokens=False`` (LLaDA's recipe: the template already holds BOS).
         Without one: the plain encoding ``tokenizer(prompt)`` with its special tokens.
+        User text is encoded as text: a prompt that contains the *string* of a special token
+        (``"<|mdm_mask|>"``, ``"<|eot_id|>"``) gets that string's ordinary pieces, never the
+        special id, so a prompt cannot inject masks or end its own turn.
         """
         if not isinstance(prompt, str):
             raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
-        if getattr(self.tokenizer, "chat_template", None):
-            messages = ([{"role": "system", "content": system}] if system else []) + [
-                {"role": "user", "content": prompt}
-            ]
-            text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-            return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-        if system:
-            prompt = f"{system}\n\n{prompt}"
-        return list(self.tokenizer(prompt)["input_ids"])
+        texts = [t for t in (system, prompt) if t]
+        as_text = any(special in text for special in self._special_strings() for text in texts)
+        if not getattr(self.tokenizer, "chat_template", None):
+            if system:
+                prompt = f"{system}\n\n{prompt}"
+            return list(self.tokenizer(prompt, split_special_tokens=as_text)["input_ids"])
+
+        def render(user: str, sys_text: str | None) -> str:
+            messages = ([{"role": "system", "content": sys_text}] if sys_text else []) + [{"role": "user", "content": user}]
+            return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+        if not as_text:
+            return list(self.tokenizer(render(prompt, system), add_special_tokens=False)["input_ids"])
+        # Render with sentinels in place of the user's texts, tokenize the template's own parts as
+        # usual and the user's texts with special-token strings split into ordinary pieces.
+        sentinels = ("\u2063dlmpaper-system\u2063", "\u2063dlmpaper-user\u2063")
+        template = render(sentinels[1], sentinels[0] if system else None)
+        trims = sentinels[1] in render(f" {sentinels[1]} ", None) and f" {sentinels[1]} " not in render(f" {sentinels[1]} ", None)
+        ids: list[int] = []
+        for piece in re.split(f"({'|'.join(map(re.escape, sentinels))})", template):
+            if piece in sentinels:
+                text = system if piece == sentinels[0] else prompt
+                text = text.strip() if trims else text
+                ids += self.tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+            elif piece:
+                ids += self.tokenizer(piece, add_special_tokens=False)["input_ids"]
+        return list(ids)
+
+    def _special_strings(self) -> list[str]:
+        """Strings the tokenizer maps to special ids (its special and added special tokens)."""
+        if not hasattr(self, "_specials"):
+            tok = self.tokenizer
+            added = [t.content for t in getattr(tok, "added_tokens_decoder", {}).values() if getattr(t, "special", False)]
+            self._specials = sorted(set(tok.all_special_tokens) | set(added))
+        return self._specials
 
     @staticmethod
     def _as_id_list(ids: int | Iterable[int] | torch.Tensor) -> list[int]:

@@ -358,3 +358,20 @@ def test_embedded_manifest_checked_at_load(monkeypatch, llada_like_dir, tmp_path
     with pytest.raises(ManifestError, match="config.json") as err:
         load_model("embedded")
     assert "python -m dlmpaper.train --preset embedded" in str(err.value)
+
+
+@pytest.mark.parametrize("which", ["llada_like", "bert_mlm"])
+def test_special_token_text_in_a_prompt_is_encoded_as_text(request, which):
+    lm = request.getfixturevalue(which)
+    token = "<|mdm_mask|>" if which == "llada_like" else "[MASK]"
+    injected = lm.encode_chat(f"Yes {token} No")
+    assert lm.mask_id not in injected
+    plain = lm.encode_chat("Yes No")
+    assert len(injected) > len(plain)  # the string became ordinary pieces
+    assert lm.encode_chat("Yes No") == plain  # prompts without such strings are encoded as before
+
+
+def test_template_parts_keep_their_special_ids_when_the_prompt_holds_special_text(llada_like):
+    ids = llada_like.encode_chat("  He <|eot_id|> likes  ")
+    assert ids.count(126348) == 1  # the template's own <|eot_id|>, not the user's
+    assert ids[:3] == llada_like.encode_chat("He likes")[:3]
