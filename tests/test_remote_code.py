@@ -179,6 +179,12 @@ def test_registry_name_loads_from_the_hub_cache(hub_cache, llada_remote_dir):
     assert "post_init" in lm.compat_steps
 
 
+def test_dream_registry_name_loads_from_the_hub_cache(hub_cache, dream_remote_dir):
+    hub_cache("Dream-org/Dream-v0-Instruct-7B", dream_remote_dir)
+    lm = load_model("dream-7b-instruct", trust_remote_code=True, dtype="float32")
+    assert (lm.name, lm.mask_id, lm.shift_logits, lm.padding_mode) == ("dream-7b-instruct", 151666, True, "position_ids")
+
+
 def test_unregistered_hub_id_is_recognised_by_its_config(hub_cache, dream_remote_dir):
     hub_cache("someone/dream-finetune", dream_remote_dir)
     lm = load_model("someone/dream-finetune", trust_remote_code=True, dtype="float32")
@@ -216,18 +222,34 @@ def test_bf16_probe_tables_do_not_depend_on_batch_size(llada_remote_dir):
         assert other.table.equals(results[0].table) and other.per_prompt.equals(results[0].per_prompt)
 
 
-def test_sampler_equals_llada_reference_on_remote_code(llada_remote):
+def _llada_reference():
     import importlib.util
 
-    from dlmpaper import paths, sampling
+    from dlmpaper import paths
 
     spec = importlib.util.spec_from_file_location("llada_reference", paths.BENCHMARKS / "llada_reference.py")
     reference = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(reference)
+    return reference.reference_llada_generate
+
+
+def test_sampler_equals_llada_reference_on_remote_code(llada_remote):
+    from dlmpaper import sampling
+
     prompts = [llada_remote.encode_chat(p) for p in PROMPTS]
     kw = dict(gen_length=8, block_length=4, steps=4)
     ours = sampling.generate(llada_remote, prompts, batch_size=3, progress=False, record=False, **kw)
-    assert torch.equal(ours.tokens, reference.reference_llada_generate(llada_remote, prompts, **kw))
+    assert torch.equal(ours.tokens, _llada_reference()(llada_remote, prompts, **kw))
+
+
+def test_bf16_sampler_equals_the_float64_reference_one_prompt_at_a_time(llada_remote_dir):
+    from dlmpaper import sampling
+
+    lm = load_model(llada_remote_dir, trust_remote_code=True, dtype="bfloat16")
+    prompts = [lm.encode_chat(p) for p in PROMPTS]
+    kw = dict(gen_length=8, block_length=4, steps=4)
+    ours = sampling.generate(lm, prompts, batch_size=1, progress=False, record=False, **kw)
+    assert torch.equal(ours.tokens, _llada_reference()(lm, prompts, **kw))
 
 
 # ------------------------------------------------------------------ CLI and runner options
