@@ -204,10 +204,15 @@ def evaluate(model, tokenizer, heldout: list[dict], cfg: TrainConfig, unigram: n
                 hits.append(target in top3[b, body.index(target)].tolist())
         eos_far.extend((top3[:, 96:128, 0] == eos).float().mean(dim=1).tolist())
         eos_near.extend((top3[:, 0:16, 0] == eos).float().mean(dim=1).tolist())
-    result["copy_top3"] = float(np.mean(hits)) if hits else float("nan")
-    result["copy_n"] = len(hits)
-    result["eos_top1_97_128"] = float(np.mean(eos_far))
-    result["eos_top1_1_16"] = float(np.mean(eos_near))
+    if tell:
+        result["copy_top3"] = float(np.mean(hits)) if hits else float("nan")
+        result["copy_n"] = len(hits)
+        result["eos_top1_97_128"] = float(np.mean(eos_far))
+        result["eos_top1_1_16"] = float(np.mean(eos_near))
+    if cfg.corpus == "general":  # issue 15's probe goals (copy, invented words, EOS shape, length)
+        from .goals import evaluate_goals
+
+        result.update({k: v for k, v in evaluate_goals(model, tokenizer, heldout).items() if not k.endswith(("_lo", "_hi"))})
     model.train()
     return result
 
