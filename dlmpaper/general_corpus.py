@@ -116,6 +116,8 @@ FORMS: dict[str, tuple[str, list[str]]] = {
 _HEADWORD = re.compile(r"^[a-z]{3,14}$")
 #: Lexicographer files of concrete nouns, used for is-a and part-of questions (wndb(5WN)).
 CONCRETE_LEXFILES = {5: "animal", 6: "artifact", 8: "body", 13: "food", 17: "object", 18: "person", 20: "plant", 27: "substance"}
+#: A false is-a category is drawn from concrete synsets with at least this many direct hyponyms.
+CATEGORY_MIN_HYPONYMS = 8
 #: Noun lexicographer files whose nouns are mostly uncountable (no article in questions).
 MASS_LEXFILES = {4, 7, 9, 10, 12, 13, 19, 22, 26, 27}
 
@@ -380,7 +382,7 @@ def wordnet_pairs(wn: WordNet) -> list[Pair]:
     # plausible false categories: concrete noun synsets with many hyponyms, named by a single word
     category_pool = sorted(
         o for o, s in wn.synsets.items()
-        if s.pos == "n" and s.lexfile in CONCRETE_LEXFILES and len(s.hyponyms) >= 8 and _HEADWORD.match(s.words[0])
+        if s.pos == "n" and s.lexfile in CONCRETE_LEXFILES and len(s.hyponyms) >= CATEGORY_MIN_HYPONYMS and _HEADWORD.match(s.words[0])
     )
     holonym_pool = sorted({h for s in wn.synsets.values() if s.pos == "n" for h in s.part_holonyms if _HEADWORD.match(wn.name(h))})
     gloss_pool = sorted(o for o, s in wn.synsets.items() if s.pos == "n" and 3 <= len(s.gloss.split()) <= 14)
@@ -692,7 +694,7 @@ def element_pairs(files: list[Path]) -> list[Pair]:
         add("element_by_symbol", f"The symbol {e.symbol} stands for {x}, the element with atomic number {e.number}. {e.text}", s=e.symbol)
         add("element_about", f"{facts} {e.text}")
         rng = _seed("elements", x)
-        for other in rng.sample([o for o in elements if o.number != e.number], 6):
+        for other in rng.sample([o for o in elements if o.number != e.number], min(6, len(elements) - 1)):
             heavier = e.weight > other.weight
             yn = "Yes" if heavier else "No"
             rel = "heavier" if heavier else "lighter"
