@@ -3,6 +3,8 @@
     python -m dlmpaper.train --out runs/embedded --steps 20000          # train (resumes if runs/embedded exists)
     python -m dlmpaper.train --out runs/embedded --evaluate              # held-out evaluation only
     python -m dlmpaper.train --out runs/embedded --export data/embedded_model   # ship the latest checkpoint
+    python -m dlmpaper.train --corpus general --out runs/general --hidden 320 --layers 6 --heads 5 \
+        --response-length 160 --steps 30000      # issue 15: the general corpus (data/general_corpus)
 
 The objective is LLaDA's SFT loss (``dlmpaper.training``) on the WordNet instruction corpus
 (``dlmpaper.corpus``). ``--family autoregressive`` / ``--family continuous`` train the other two
