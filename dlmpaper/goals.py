@@ -107,7 +107,9 @@ def bootstrap(values: np.ndarray, stat=np.mean, n: int = 1000, seed: int = 0) ->
     if len(values) == 0:
         return float("nan"), float("nan"), float("nan")
     rng = np.random.default_rng(seed)
-    draws = [stat(values[rng.integers(0, len(values), len(values))]) for _ in range(n)]
+    draws = np.array([stat(values[rng.integers(0, len(values), len(values))]) for _ in range(n)], dtype=float)
+    if np.isnan(draws).all():
+        return float(stat(values)), float("nan"), float("nan")
     return float(stat(values)), float(np.nanpercentile(draws, 2.5)), float(np.nanpercentile(draws, 97.5))
 
 

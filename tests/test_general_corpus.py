@@ -251,3 +251,53 @@ def test_trainer_selects_the_general_corpus():
     assert load_corpus("general", "heldout") == load_split("heldout", paths.GENERAL_CORPUS_DIR)
     with pytest.raises(ValueError, match="corpus must be one of"):
         load_corpus("lima", "train")
+
+
+class _PromptIgnoring(__import__("torch").nn.Module):
+    """A negative control: the same logits at every position for every prompt."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = logits
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(logits=self.logits.expand(input_ids.shape[0], input_ids.shape[1], -1))
+
+
+def test_goals_do_not_credit_a_prompt_ignoring_model(shipped):
+    import torch
+    from transformers import AutoTokenizer
+
+    from dlmpaper import goals
+
+    tokenizer = AutoTokenizer.from_pretrained(paths.EMBEDDED_MODEL)
+    heldout = shipped[1]
+    general = goals.general_prompts(heldout, 64)
+    # favour the content pieces of the first prompts and an invented word's first piece: prompt-blind hits
+    logits = torch.zeros(len(tokenizer))
+    favoured = sorted(goals.content_pieces(tokenizer, general[0]["prompt"]) | goals.first_pieces(tokenizer, "plorvish"))[:3]
+    logits[favoured] = 10.0
+    result = goals.evaluate_goals(_PromptIgnoring(logits), tokenizer, heldout, n_general=64)
+    assert result["copy_1_8"] > 0, "the control must hit sometimes, or it tests nothing"
+    assert result["copy_1_8_minus_mismatched_lo"] <= 0.0 <= result["copy_1_8_minus_mismatched_hi"]
+    assert result["invented_1_8"] == pytest.approx(result["invented_1_8_mismatched"], abs=0.1)
+    assert result["eos_97_128"] == 0.0 and result["n_general"] > 40
+
+
+def test_trainer_evaluate_reports_the_goals_for_the_general_corpus(shipped):
+    import torch
+    from transformers import AutoTokenizer, ModernBertForMaskedLM
+
+    from dlmpaper import embedded
+    from dlmpaper.train import TrainConfig, evaluate
+
+    tokenizer = AutoTokenizer.from_pretrained(paths.EMBEDDED_MODEL)
+    torch.manual_seed(0)
+    model = ModernBertForMaskedLM(embedded.model_config(len(tokenizer), hidden=32, layers=1, heads=2, max_len=384))
+    cfg = TrainConfig(corpus="general", eval_pairs=16, response_length=160)
+    numbers = evaluate(model, tokenizer, shipped[1][:40], cfg)
+    for key in ("ce_mask50", "copy_1_8", "copy_1_8_mismatched", "invented_1_8", "eos_97_128", "eos_1_16", "end_length_rho"):
+        assert key in numbers
+    assert "copy_top3" not in numbers, "the WordNet headword measure needs 'tell' rows"
