@@ -216,20 +216,22 @@ def read_jsonl_gz(path: Path) -> list[dict]:
         return [json.loads(line) for line in handle]
 
 
-def load_split(split: str) -> list[dict]:
-    """The shipped corpus split (``"train"`` or ``"heldout"``), checksum-verified."""
+def load_split(split: str, directory: Path | None = None) -> list[dict]:
+    """The shipped corpus split (``"train"`` or ``"heldout"``) of ``directory`` (default: the WordNet
+    corpus), checksum-verified against its ``SHA256SUMS``."""
     if split not in ("train", "heldout"):
         raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
-    path = paths.CORPUS_DIR / f"{split}.jsonl.gz"
+    directory = paths.CORPUS_DIR if directory is None else Path(directory)
+    path = directory / f"{split}.jsonl.gz"
     expected = {}
-    for line in (paths.CORPUS_DIR / "SHA256SUMS").read_text().splitlines():
+    for line in (directory / "SHA256SUMS").read_text().splitlines():
         digest, name = line.split()
         expected[name] = digest
     actual = hashlib.sha256(path.read_bytes()).hexdigest()
     if expected.get(path.name) != actual:
         raise ValueError(
             f"{path} does not match its checksum in SHA256SUMS; restore it with `git checkout {path.relative_to(paths.ROOT)}` "
-            "or rebuild it with `python -m dlmpaper.corpus --wordnet-dir /usr/share/wordnet`"
+            f"or rebuild it with `python -m {'dlmpaper.corpus --wordnet-dir /usr/share/wordnet' if directory == paths.CORPUS_DIR else 'dlmpaper.general_corpus'}`"
         )
     return read_jsonl_gz(path)
 

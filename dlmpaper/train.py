@@ -3,6 +3,8 @@
     python -m dlmpaper.train --out runs/embedded --steps 20000          # train (resumes if runs/embedded exists)
     python -m dlmpaper.train --out runs/embedded --evaluate              # held-out evaluation only
     python -m dlmpaper.train --out runs/embedded --export data/embedded_model   # ship the latest checkpoint
+    python -m dlmpaper.train --corpus general --out runs/general --hidden 320 --layers 6 --heads 5 \
+        --response-length 160 --steps 30000      # issue 15: the general corpus (data/general_corpus)
 
 The objective is LLaDA's SFT loss (``dlmpaper.training``) on the WordNet instruction corpus
 (``dlmpaper.corpus``). ``--family autoregressive`` / ``--family continuous`` train the other two
@@ -60,10 +62,22 @@ class TrainConfig:
     max_train_pairs: int | None = None
     eval_pairs: int = 256
     family: str = "masked"
+    #: training corpus: "wordnet" (data/wordnet_corpus) or "general" (data/general_corpus, issue 15)
+    corpus: str = "wordnet"
     extra: dict = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------- data
+
+CORPORA = ("wordnet", "general")
+
+
+def load_corpus(name: str, split: str) -> list[dict]:
+    """A shipped corpus split: ``wordnet`` (``data/wordnet_corpus``) or ``general`` (``data/general_corpus``, issue 15)."""
+    if name not in CORPORA:
+        raise ValueError(f"corpus must be one of {CORPORA}, got {name!r}")
+    return corpus.load_split(split, paths.CORPUS_DIR if name == "wordnet" else paths.GENERAL_CORPUS_DIR)
+
 
 
 def render_prompt(prompt: str) -> str:
@@ -175,7 +189,7 @@ def evaluate(model, tokenizer, heldout: list[dict], cfg: TrainConfig, unigram: n
         result[f"ce_mask{int(ratio * 100)}"] = total / max(count, 1)
         if unigram is not None:
             result[f"unigram_ce_mask{int(ratio * 100)}"] = base / max(count, 1)
-    tell = [r for r in heldout if r["task"] == "tell"][: cfg.eval_pairs]
+    tell = [r for r in heldout if r.get("task") == "tell"][: cfg.eval_pairs]
     hits, eos_far, eos_near = [], [], []
     for start in range(0, len(tell), batch_size):
         chunk = tell[start : start + batch_size]
@@ -192,10 +206,15 @@ def evaluate(model, tokenizer, heldout: list[dict], cfg: TrainConfig, unigram: n
                 hits.append(target in top3[b, body.index(target)].tolist())
         eos_far.extend((top3[:, 96:128, 0] == eos).float().mean(dim=1).tolist())
         eos_near.extend((top3[:, 0:16, 0] == eos).float().mean(dim=1).tolist())
-    result["copy_top3"] = float(np.mean(hits)) if hits else float("nan")
-    result["copy_n"] = len(hits)
-    result["eos_top1_97_128"] = float(np.mean(eos_far))
-    result["eos_top1_1_16"] = float(np.mean(eos_near))
+    if tell:
+        result["copy_top3"] = float(np.mean(hits)) if hits else float("nan")
+        result["copy_n"] = len(hits)
+        result["eos_top1_97_128"] = float(np.mean(eos_far))
+        result["eos_top1_1_16"] = float(np.mean(eos_near))
+    if cfg.corpus == "general":  # issue 15's probe goals (copy, invented words, EOS shape, length)
+        from .goals import evaluate_goals
+
+        result.update({k: v for k, v in evaluate_goals(model, tokenizer, heldout).items() if not k.endswith(("_lo", "_hi"))})
     model.train()
     return result
 
@@ -256,8 +275,8 @@ class Run:
     def __init__(self, out: Path, cfg: TrainConfig, device: str = "cpu"):
         self.out, self.cfg, self.device = Path(out), cfg, torch.device(device)
         self.out.mkdir(parents=True, exist_ok=True)
-        train_rows = corpus.load_split("train")
-        self.heldout = corpus.load_split("heldout")
+        train_rows = load_corpus(cfg.corpus, "train")
+        self.heldout = load_corpus(cfg.corpus, "heldout")
         if cfg.max_train_pairs:
             train_rows = train_rows[: cfg.max_train_pairs]
         families.check_family(cfg.family)
@@ -268,7 +287,7 @@ class Run:
             self.tokenizer = AutoTokenizer.from_pretrained(paths.EMBEDDED_MODEL)
             self.tokenizer.save_pretrained(tok_dir)
         else:
-            texts = (r["prompt"] + "\n" + r["response"] for r in corpus.load_split("train"))
+            texts = (r["prompt"] + "\n" + r["response"] for r in load_corpus(cfg.corpus, "train"))
             self.tokenizer = embedded.train_tokenizer(texts, cfg.vocab_size)
             self.tokenizer.save_pretrained(tok_dir)
         self.data = encode_pairs(self.tokenizer, train_rows, cfg.response_length)
@@ -280,7 +299,8 @@ class Run:
             self.model = AutoModelForMaskedLM.from_pretrained(tok_dir, attn_implementation="sdpa")
         else:
             torch.manual_seed(cfg.seed)
-            self.model = ModernBertForMaskedLM(embedded.model_config(len(self.tokenizer), cfg.hidden, cfg.layers, cfg.heads))
+            max_len = max(256, cfg.response_length + 128)  # prompt + response region (default: 256)
+            self.model = ModernBertForMaskedLM(embedded.model_config(len(self.tokenizer), cfg.hidden, cfg.layers, cfg.heads, max_len))
             if cfg.family == "continuous":
                 self.model = families.EmbeddingDiffusionLM(self.model)
         self.model.to(self.device).train()
@@ -416,6 +436,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=TrainConfig.lr)
     parser.add_argument("--hidden", type=int, default=TrainConfig.hidden)
     parser.add_argument("--layers", type=int, default=TrainConfig.layers)
+    parser.add_argument("--heads", type=int, default=TrainConfig.heads)
+    parser.add_argument("--corpus", choices=CORPORA, default=TrainConfig.corpus,
+                        help="training corpus of a new run (a resumed run keeps its own): wordnet, or general (issue 15)")
+    parser.add_argument("--response-length", type=int, default=TrainConfig.response_length,
+                        help="response region of a new run in tokens (the probe uses 128 masks)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -447,6 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg.max_train_pairs, cfg.eval_pairs = args.max_train_pairs, args.eval_pairs
     if not saved.exists():
         cfg.hidden, cfg.layers, cfg.family = args.hidden, args.layers, args.family
+        cfg.heads, cfg.corpus, cfg.response_length = args.heads, args.corpus, args.response_length
     elif cfg.family != args.family:
         parser.error(f"{args.out} holds a {cfg.family!r} run; pass --family {cfg.family} or another --out")
     cfg.extra = {"device": args.device, "hardware": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
