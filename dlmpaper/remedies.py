@@ -310,6 +310,36 @@ def _verifier_distribution(lang, strategy, marginal_fn, ar_fn) -> dict:
     return dict(final=final, invalid=invalid, nfe_masked=rounds_done, nfe_ar=rounds_done, tc=float("nan"))
 
 
+def ar_distribution(lang: ToyLanguage, ar_fn: ARFn) -> dict:
+    """Exact distribution of ancestral sampling from ``ar_fn`` (the AR reference: L passes);
+    prefixes outside the support are pruned into ``invalid``."""
+    frontier, invalid = {(): 1.0}, 0.0
+    seqs = lang.sequences
+    for j in range(lang.length):
+        nxt: dict = {}
+        keys = list(frontier)
+        P = ar_fn(np.asarray(keys, dtype=np.int64).reshape(len(keys), j))
+        for pre, p in zip(keys, P):
+            ok = np.all(seqs[:, :j] == np.asarray(pre, dtype=np.int64), axis=1)
+            allowed = set(seqs[ok, j].tolist())
+            for y in np.flatnonzero(p > 0):
+                if int(y) in allowed:
+                    nxt[pre + (int(y),)] = nxt.get(pre + (int(y),), 0.0) + frontier[pre] * p[y]
+                else:
+                    invalid += frontier[pre] * p[y]
+        frontier = nxt
+    return dict(final=frontier, invalid=invalid, nfe_masked=0.0, nfe_ar=float(lang.length), tc=float("nan"))
+
+
+def invalid_mass(lang: ToyLanguage, final: Mapping[tuple, float]) -> float:
+    """Probability of an invalid sequence: 1 minus the sampler's mass on the support."""
+    if not final:
+        return 1.0
+    seqs = np.asarray(list(final), dtype=np.int64)
+    w = np.asarray(list(final.values()))
+    return float(min(1.0, max(0.0, 1.0 - w[lang.valid_mask(seqs)].sum())))
+
+
 def kl_true_sampler(lang: ToyLanguage, final: Mapping[tuple, float]) -> float:
     """KL(true || sampler) in nats from the sampler's distribution over full sequences (inf when
     the sampler gives a valid sequence probability 0)."""
@@ -419,8 +449,9 @@ def remedy_table(langs=None, decoders: Mapping[str, Sequence] | None = None, *, 
     ``invalid``, ``kl``, ``tc_bound`` (expected summed total correlation on the true path; NaN for
     the verifier and under trained marginals), ``bound_holds`` (``kl <= tc_bound``), and with
     ``simulate`` ``invalid_sim``, ``sim_ci_low``, ``sim_ci_high``, ``agrees`` (exact value inside
-    the 95% Wilson interval). Deterministic given ``seed``. The rows ``decoder = naive <order>`` are
-    trap's exact naive curve (``trap.invalid_rate_by_tokens_per_step``), reused as the reference.
+    the 95% Wilson interval). Deterministic given ``seed``. The rows ``decoder = naive left_to_right``
+    are trap's exact naive curve (``trap.invalid_rate_by_tokens_per_step``), reused as the reference,
+    and ``decoder = autoregressive`` is ancestral sampling from the judge (:func:`ar_distribution`).
     """
     from .toymodels import _languages, load_toy_model, model_marginal_fn
 
@@ -443,8 +474,7 @@ def remedy_table(langs=None, decoders: Mapping[str, Sequence] | None = None, *, 
                     tc_true = float("nan")
                 kl = kl_true_sampler(lang, d["final"])
                 row.update(method="exact", nfe_masked=d["nfe_masked"], nfe_ar=d["nfe_ar"],
-                           invalid=float(min(1.0, max(0.0, 1.0 - sum(d["final"][s] for s in d["final"]
-                                                                      if lang.is_valid(list(s)))))),
+                           invalid=invalid_mass(lang, d["final"]),
                            kl=kl, tc_bound=tc_true, bound_holds=bool(kl <= tc_true + 1e-9) if tc_true == tc_true else None)
             except EnumerationTooLarge:
                 row.update(method="simulated", kl=float("nan"), tc_bound=float("nan"), bound_holds=None)
@@ -453,7 +483,9 @@ def remedy_table(langs=None, decoders: Mapping[str, Sequence] | None = None, *, 
                                               marginal_fn=fn, ar_fn=ar)
                 bad = int((~lang.valid_mask(xs)).sum())
                 lo, hi = wilson(bad, xs.shape[0])
-                row.update(invalid_sim=bad / xs.shape[0], sim_ci_low=lo, sim_ci_high=hi, nfe_sim=float(passes.mean()))
+                both = 2 if isinstance(strategy, Verifier) else 1
+                row.update(invalid_sim=bad / xs.shape[0], sim_ci_low=lo, sim_ci_high=hi,
+                           nfe_sim=float(both * passes.mean()))
                 if row["method"] == "simulated":
                     ar_passes = passes.mean() if isinstance(strategy, Verifier) else 0.0
                     row.update(invalid=bad / xs.shape[0], nfe_masked=float(passes.mean()), nfe_ar=float(ar_passes))
@@ -461,6 +493,11 @@ def remedy_table(langs=None, decoders: Mapping[str, Sequence] | None = None, *, 
                     row["agrees"] = bool(lo - 1e-12 <= row["invalid"] <= hi + 1e-12)
             row["nfe"] = row["nfe_masked"] + row["nfe_ar"]
             rows.append(row)
+        d = ar_distribution(lang, ar)
+        rows.append(dict(language=lang.name, length=lang.length, decoder="autoregressive",
+                         label=f"autoregressive judge ({judge})", marginals=judge, steps=lang.length, method="exact",
+                         nfe_masked=0.0, nfe_ar=float(lang.length), nfe=float(lang.length),
+                         invalid=1.0 - sum(d["final"].values()), kl=kl_true_sampler(lang, d["final"])))
         naive = invalid_rate_by_tokens_per_step(lang, range(1, lang.length + 1), order="left_to_right",
                                                 n_samples=2, seed=seed, marginal_fn=fn)
         for r in naive.itertuples(index=False):
