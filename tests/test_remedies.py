@@ -14,14 +14,7 @@ import torch
 from dlmpaper import remedies as R
 from dlmpaper import strategies as St
 from dlmpaper.trap import ModelMarginalDecoder, ToyLanguage, agreement_language, brackets_language, copy_language
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+from test_sampling import _one_thread  # noqa: F401 (module-wide fixture: one torch thread)
 
 
 def two_token() -> ToyLanguage:

@@ -4,7 +4,6 @@ left-padded batch equivalence."""
 
 from __future__ import annotations
 
-import copy
 import math
 
 import pytest
@@ -13,30 +12,16 @@ import torch
 from dlmpaper import sampling as S
 from dlmpaper import strategies as St
 from dlmpaper.families import causal_attention_mask
-from dlmpaper.models import DiffusionLM
 from dlmpaper.training import left_padded_positions, masked_logits
+from test_sampling import Boom, _one_thread, _sharpened  # noqa: F401 (_one_thread: module-wide fixture)
 
 PROMPTS = ["Can brain cells move ?", "Yes", "He likes the cells that can migrate in the brain"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")
 def sharp(bert_mlm):
     """The BERT stand-in with weights redrawn at std 1 (context-dependent predictions)."""
-    model = copy.deepcopy(bert_mlm.model)
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for param in model.parameters():
-            if param.dim() >= 2:
-                param.copy_(torch.randn(param.shape, generator=gen))
-    return DiffusionLM(model, bert_mlm.tokenizer, bert_mlm.spec)
+    return _sharpened(bert_mlm)
 
 
 @pytest.fixture(scope="module")
@@ -118,16 +103,12 @@ def test_verifier_proposes_the_leftmost():
     ],
 )
 def test_invalid_settings_fail_before_any_forward_pass(strategy, fragment):
-    from test_sampling import Boom
-
     with pytest.raises(ValueError, match=fragment) as info:
         S.generate(Boom(), [[1, 2]], gen_length=4, block_length=4, progress=False, strategy=strategy)
     assert "\n" not in str(info.value)
 
 
 def test_generate_rejects_unsupported_combinations():
-    from test_sampling import Boom
-
     with pytest.raises(ValueError, match="judge"):
         S.generate(Boom(), [[1, 2]], gen_length=4, progress=False, strategy=St.Verifier(2))
     with pytest.raises(ValueError, match="low_confidence"):
