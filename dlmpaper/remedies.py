@@ -445,7 +445,8 @@ def remedy_table(langs=None, decoders: Mapping[str, Sequence] | None = None, *, 
     (the ideal token-wise model, notebook 04's reference) or ``"trained"`` (the shipped toy masked
     model); ``judge``: the verifier's AR conditional, ``"trained"`` (shipped toy AR model) or
     ``"exact"``. One row per (language, decoder): ``method`` ("exact", or "simulated" where the
-    enumeration exceeds ``max_states``), ``nfe_masked``, ``nfe_ar``, ``nfe`` (their sum),
+    enumeration exceeds ``max_states``), ``nfe_masked``, ``nfe_ar``, ``nfe`` (their sum, or the
+    simulated ``nfe_sim`` where ``nfe_method`` is "simulated", see :func:`_exact_nfe`),
     ``invalid``, ``kl``, ``tc_bound`` (expected summed total correlation on the true path; NaN for
     the verifier and for remasking), ``bound_holds`` (``kl <= tc_bound``; proven for exact marginals
     only: with trained ones the marginals' own error adds to the KL and the bound can fail), and with
@@ -493,6 +494,9 @@ def remedy_table(langs=None, decoders: Mapping[str, Sequence] | None = None, *, 
                 else:
                     row["agrees"] = bool(lo - 1e-12 <= row["invalid"] <= hi + 1e-12)
             row["nfe"] = row["nfe_masked"] + row["nfe_ar"]
+            row["nfe_method"] = "exact" if _exact_nfe(strategy, fn) and row["method"] == "exact" else "simulated"
+            if row["nfe_method"] == "simulated" and "nfe_sim" in row:
+                row["nfe"] = row["nfe_sim"]
             rows.append(row)
         d = ar_distribution(lang, ar)
         rows.append(dict(language=lang.name, length=lang.length, decoder="autoregressive",
@@ -507,6 +511,16 @@ def remedy_table(langs=None, decoders: Mapping[str, Sequence] | None = None, *, 
                              steps=r.n_steps, method="exact", nfe_masked=float(r.n_steps), nfe_ar=0.0,
                              nfe=float(r.n_steps), invalid=r.invalid_exact))
     return pd.DataFrame(rows)
+
+
+def _exact_nfe(strategy, marginal_fn) -> bool:
+    """Whether :func:`decoder_distribution`'s expected NFE is exact: pruned runs finish exactly as
+    :func:`_uniform_tail` says for fixed schedules, and for adaptive rules under exact marginals;
+    the verifier's tail (every proposal accepted) and adaptive rules under trained marginals are
+    approximations, so :func:`remedy_table` then reports the simulated NFE."""
+    if isinstance(strategy, Verifier):
+        return False
+    return not getattr(strategy, "adaptive", False) or marginal_fn is None
 
 
 _AR_CACHE: dict = {}

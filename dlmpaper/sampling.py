@@ -17,6 +17,8 @@ call gets its own ``torch.Generator`` (:func:`row_generator`, seeded from ``(see
 At every step, for the masked positions of the current block in position order, a row
 draws first the Gumbel uniforms ``(m, V)`` (only when ``temperature > 0``), then the
 remasking uniforms ``(m,)`` (only for ``remasking="random"``).
+With a :mod:`dlmpaper.strategies` object the same draws happen in the passes where the row still
+has masks in the block, followed by a verifier's acceptance uniforms (issue 13).
 """
 
 from __future__ import annotations
