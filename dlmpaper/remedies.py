@@ -159,9 +159,10 @@ def decoder_distribution(lang: ToyLanguage, strategy, steps: int | None = None, 
     Returns ``final`` ({sequence tuple: probability}, complete sequences not pruned), ``invalid``
     (mass of sequences known invalid; states that can no longer become valid are pruned unless the
     strategy revises), ``nfe_masked`` / ``nfe_ar`` (expected passes; pruned runs finish as under
-    uniform marginals, :func:`_uniform_tail`, and the verifier's with every proposal accepted), ``tc`` (expected sum of the
-    exact total correlation of each committed set, over consistent states). ``joint=True`` draws the
-    committed set from the exact conditional joint instead (the true path of the bound).
+    uniform marginals, :func:`_uniform_tail`, the verifier's as if every proposal were accepted),
+    ``tc`` (expected sum of the exact total correlation of each committed set, over consistent
+    states). ``joint=True`` draws the committed set from the exact conditional joint instead (the
+    true path of the bound).
     """
     if isinstance(strategy, Verifier):
         return _verifier_distribution(lang, strategy, marginal_fn, ar_fn or exact_ar_fn(lang))
