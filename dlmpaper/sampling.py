@@ -17,6 +17,8 @@ call gets its own ``torch.Generator`` (:func:`row_generator`, seeded from ``(see
 At every step, for the masked positions of the current block in position order, a row
 draws first the Gumbel uniforms ``(m, V)`` (only when ``temperature > 0``), then the
 remasking uniforms ``(m,)`` (only for ``remasking="random"``).
+With a :mod:`dlmpaper.strategies` object the same draws happen in the passes where the row still
+has masks in the block, followed by a verifier's acceptance uniforms (issue 13).
 """
 
 from __future__ import annotations
@@ -240,6 +242,10 @@ class GenerationResult:
     trained only on masked positions, so its output there is untrained (on the embedded model
     it disagrees ~90% of the time). :func:`remask_check` asks the trained question instead:
     mask the position alone in the finished answer and read the prediction.
+    ``nfe_masked`` / ``nfe_ar`` (B,) int: forward passes of the masked model and of an
+    autoregressive judge spent on each prompt (the record pass not counted); ``strategy`` the
+    :mod:`dlmpaper.strategies` object that decoded (None: the default path). With a strategy,
+    ``commit_step`` counts the prompt's own passes (adaptive strategies differ per prompt).
     """
 
     tokens: torch.Tensor
@@ -253,6 +259,9 @@ class GenerationResult:
     end_ids: tuple[int, ...]
     seed: int
     token_text: Callable[[Any], list[str]] | None = field(default=None, repr=False)
+    nfe_masked: np.ndarray | None = None
+    nfe_ar: np.ndarray | None = None
+    strategy: Any = None
 
     def __len__(self) -> int:
         return int(self.tokens.shape[0])
@@ -357,8 +366,9 @@ def generate(
     cfg_scale: float = 0.0,
     seed: int = 0,
     batch_size: int = 16,
-    record: bool = True,
+    record: bool | None = None,
     progress: bool = True,
+    strategy=None,
 ) -> GenerationResult:
     """LLaDA's parallel decoder with remasking (paper §5; Nie et al. 2025), batched with left padding.
 
@@ -378,7 +388,28 @@ def generate(
     samples from it can differ). In bfloat16 the logits themselves change in the last bits with
     left padding, so batched and one-at-a-time samples can differ: pass ``batch_size=1`` for bf16
     samples that do not depend on batch composition.
+
+    ``strategy`` (a :mod:`dlmpaper.strategies` object; None = the path above, unchanged) decides
+    which and how many masked positions of the block each pass commits, and may revise committed
+    ones (:class:`~dlmpaper.strategies.Remask`) or verify proposals with an autoregressive judge
+    (:class:`~dlmpaper.strategies.Verifier`). Fixed strategies use ``steps``; adaptive ones run
+    until the block is committed (at most ``block_length`` passes per block) and the passes are
+    counted per prompt in ``nfe_masked`` / ``nfe_ar``. Strategies rank by ``p(x0)`` and need
+    ``remasking="low_confidence"``; ``record`` (default: True without a strategy) is not kept with one.
     """
+    if strategy is not None:
+        from .strategies import Verifier, check_strategy
+
+        strategy = check_strategy(strategy)
+        if remasking != "low_confidence":
+            raise ValueError(f"a strategy ranks by confidence: use remasking='low_confidence', not {remasking!r}")
+        if record:
+            raise ValueError("record=True is kept by the default decoder only; pass record=False with a strategy")
+        if isinstance(strategy, Verifier) and strategy.judge is None:
+            raise ValueError("Verifier needs an autoregressive judge in generate: Verifier(k, judge=CausalJudge(...))")
+        record = False
+    elif record is None:
+        record = True
     settings = check_settings(
         gen_length=gen_length,
         block_length=block_length,
@@ -405,7 +436,13 @@ def generate(
         for start in range(0, len(ids_list), batch_size):
             chunk = ids_list[start : start + batch_size]
             gens = [row_generator(seed, start + i, model.device) for i in range(len(chunk))]
-            parts.append(_generate_batch(model, chunk, settings, gens, record, bar))
+            if strategy is None:
+                part = _generate_batch(model, chunk, settings, gens, record, bar)
+                part["nfe_masked"] = torch.full((len(chunk),), settings.steps, dtype=torch.long)
+                part["nfe_ar"] = torch.zeros(len(chunk), dtype=torch.long)
+            else:
+                part = _generate_batch_strategy(model, chunk, settings, gens, strategy, bar)
+            parts.append(part)
 
     tokens = torch.cat([p["tokens"] for p in parts])
     end_ids = tuple(model.end_ids)
@@ -421,6 +458,9 @@ def generate(
         end_ids=end_ids,
         seed=int(seed),
         token_text=model.token_text,
+        nfe_masked=torch.cat([p["nfe_masked"] for p in parts]).numpy(),
+        nfe_ar=torch.cat([p["nfe_ar"] for p in parts]).numpy(),
+        strategy=strategy,
     )
 
 
@@ -490,6 +530,152 @@ def _generate_batch(model, ids_list, settings: SamplerSettings, gens, record: bo
         "confidence": confidence.cpu(),
         "value": value.cpu(),
         "disagreement": disagreement,
+    }
+
+
+def _strategy_logits(model, x, attention, p0: int, settings: SamplerSettings, prompt_cols) -> torch.Tensor:
+    """Logits of the generated region, with classifier-free guidance as in :func:`_generate_batch`."""
+    if settings.cfg_scale <= 0:
+        return model.logits(x, attention)[:, p0:]
+    un_x = x.masked_fill(prompt_cols, model.mask_id)
+    both = model.logits(torch.cat([x, un_x]), torch.cat([attention, attention]))[:, p0:]
+    cond, un = both[: x.shape[0]], both[x.shape[0] :]
+    return un + (settings.cfg_scale + 1.0) * (cond - un)
+
+
+def _verify(strategy, judge_logits: torch.Tensor, cand: torch.Tensor, x0: torch.Tensor, temperature: float,
+            gen: torch.Generator) -> tuple[int, int | None]:
+    """``(accepted, correction)`` for one row's proposal ``x0 (kk,)`` (:class:`strategies.Verifier`).
+
+    ``judge_logits`` and ``cand`` are ``(kk, V)`` (judge and masked model at the proposed positions,
+    mask id already -inf). At temperature 0 both distributions are one-hot (their argmaxes); the
+    ratio test then equals the greedy one. Draws ``2 kk`` uniforms only when ``temperature > 0``."""
+    kk = x0.numel()
+    a = judge_logits.double()
+    if temperature > 0:
+        p = torch.softmax(a / temperature, -1)
+        q = torch.softmax(cand.double() / temperature, -1)
+        u = torch.rand(2 * kk, generator=gen, dtype=torch.float64, device=a.device)
+    else:
+        p = torch.nn.functional.one_hot(a.argmax(-1), a.shape[-1]).double()
+        q = torch.nn.functional.one_hot(x0, a.shape[-1]).double()
+        u = torch.full((2 * kk,), 0.5, dtype=torch.float64, device=a.device)  # unused: ratios are 0 or 1
+    for j in range(kk):
+        y = int(x0[j])
+        if strategy.acceptance == "greedy":
+            best = int(a[j].argmax())
+            if y != best:
+                return j, best
+            continue
+        if float(u[j]) * float(q[j, y]) < float(p[j, y]):  # u < p / q without dividing
+            continue
+        resid = (p[j] - q[j]).clamp(min=0)
+        total = float(resid.sum())
+        if total <= 0:  # p == q up to rounding: nothing to correct
+            return j, int(p[j].argmax())
+        cdf = torch.cumsum(resid / total, 0)
+        z = int(torch.searchsorted(cdf, u[kk + j].clamp(max=float(cdf[-1]) * (1 - 1e-12)).reshape(1), right=True))
+        return j, min(z, a.shape[-1] - 1)
+    return kk, None
+
+
+def _generate_batch_strategy(model, ids_list, settings: SamplerSettings, gens, strategy, bar) -> dict[str, torch.Tensor]:
+    """One left-padded batch of :func:`generate` under a :mod:`dlmpaper.strategies` object.
+
+    The forward pass is batched; every decision is taken per row from that row's logits and
+    generator only (Gumbel uniforms ``(m, V)`` when ``temperature > 0``, then the verifier's
+    ``2 kk`` uniforms), and only in passes where the row still has masks in the block, so a row's
+    answer does not depend on the others."""
+    from .strategies import Remask, StepContext, Verifier
+
+    G, bl, mask_id = settings.gen_length, settings.block_length, model.mask_id
+    x, attention = model.batch(ids_list, n_masks=G)
+    B, L = x.shape
+    p0 = L - G
+    device = x.device
+    prompt_cols = attention.bool().clone()
+    prompt_cols[:, p0:] = False
+    spb = settings.steps_per_block
+    commit_step = torch.full((B, G), -1, dtype=torch.long, device=device)
+    confidence = torch.zeros((B, G), dtype=torch.float64, device=device)
+    nfe_m = torch.zeros(B, dtype=torch.long)
+    nfe_a = torch.zeros(B, dtype=torch.long)
+    row_step = [0] * B
+    verifier, remask = isinstance(strategy, Verifier), isinstance(strategy, Remask)
+    for block in range(settings.n_blocks):
+        lo = block * bl
+        schedule = transfer_schedule(bl, spb)
+        it = 0
+        while True:
+            masked = x[:, p0 + lo : p0 + lo + bl] == mask_id
+            active = torch.nonzero(masked.any(1)).reshape(-1).tolist()
+            if not active:
+                break
+            if it >= (bl if strategy.adaptive else spb):
+                raise RuntimeError(f"strategy {strategy.name} left masks after {it} passes in block {block}")
+            logits = _strategy_logits(model, x, attention, p0, settings, prompt_cols)[:, lo : lo + bl]
+            plans = {}
+            for r in active:
+                nfe_m[r] += 1
+                cols = torch.nonzero(masked[r]).reshape(-1)
+                cand = logits[r, cols].clone()
+                cand[:, mask_id] = float("-inf")
+                x0 = gumbel_argmax(cand[None], settings.temperature, [gens[r]])[0]
+                probs = torch.softmax(cand.double(), dim=-1)
+                prob = probs.gather(-1, x0[:, None]).squeeze(-1)
+                ent = -torch.special.xlogy(probs, probs).sum(-1)
+                m = cols.numel()
+                k = schedule[it] if it < len(schedule) else m
+                undo = torch.zeros(0, dtype=torch.long, device=device)
+                if remask:
+                    earlier = torch.nonzero(~masked[r]).reshape(-1)  # committed at earlier passes
+                    n_back = strategy.n_remask(earlier.numel(), it, spb)
+                    k = min(m, math.ceil((m + n_back) / (spb - it)))
+                    undo = earlier[strategy.remask(confidence[r, lo + earlier], n_back)]
+                ctx = StepContext(prob, ent, cols, k, it, spb, bl)
+                plans[r] = (cols, cand, x0, prob, probs, strategy.select(ctx), undo)
+            if verifier:
+                rows = list(plans)
+                xp = x[rows].clone()
+                for i, r in enumerate(rows):
+                    cols, _, x0, _, _, chosen, _ = plans[r]
+                    xp[i, p0 + lo + cols[chosen]] = x0[chosen]
+                judged = strategy.judge.conditionals(xp, attention[rows])
+                for i, r in enumerate(rows):
+                    nfe_a[r] += 1
+                    cols, cand, x0, prob, probs, chosen, undo = plans[r]
+                    jl = judged[i, p0 + lo + cols[chosen]].clone()
+                    V = min(jl.shape[-1], cand.shape[-1])
+                    jl, cd = jl[:, :V], cand[:, :V]
+                    jl[:, mask_id] = float("-inf")
+                    n_ok, fix = _verify(strategy, jl, cd, x0[chosen], settings.temperature, gens[r])
+                    x0 = x0.clone()
+                    if fix is not None:
+                        x0[chosen[n_ok]] = fix
+                        prob = prob.clone()
+                        prob[chosen[n_ok]] = probs[chosen[n_ok], fix]
+                        n_ok += 1
+                    plans[r] = (cols, cand, x0, prob, probs, chosen[:n_ok], undo)
+            for r, (cols, _, x0, prob, _, chosen, undo) in plans.items():
+                pos = lo + cols[chosen]
+                x[r, p0 + pos] = x0[chosen]
+                commit_step[r, pos] = row_step[r]
+                confidence[r, pos] = prob[chosen]
+                if undo.numel():
+                    x[r, p0 + lo + undo] = mask_id
+                    commit_step[r, lo + undo] = -1
+                    confidence[r, lo + undo] = 0.0
+                row_step[r] += 1
+            it += 1
+            bar.update(1)
+    return {
+        "tokens": x[:, p0:].cpu(),
+        "commit_step": commit_step.cpu(),
+        "confidence": confidence.cpu(),
+        "value": confidence.cpu(),
+        "disagreement": None,
+        "nfe_masked": nfe_m,
+        "nfe_ar": nfe_a,
     }
 
 
