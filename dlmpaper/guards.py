@@ -276,7 +276,10 @@ def _rollback(entries: list[dict]) -> None:
         if entry["new"]:
             Path(entry["new"]).unlink(missing_ok=True)
         if old.exists():
-            os.replace(old, dst)
+            if dst.exists() and os.path.samefile(old, dst):  # not replaced yet; rename() of a hard link to itself is a no-op
+                old.unlink()
+            else:
+                os.replace(old, dst)
         elif not entry["existed"]:
             dst.unlink(missing_ok=True)
 

@@ -858,6 +858,8 @@ def _publish(fig_dir: Path, stage_figs: Path, produced: dict[str, str], manifest
 
 def _sharding_env(device_map: str | None, max_memory: str | None) -> dict[str, str]:
     """Kernel environment for :func:`dlmpaper.profiles.load_profile_model`'s sharding options (checked here)."""
+    if device_map is None and max_memory is None:
+        return {}  # without importing torch: a locked or misconfigured run must fail within a second
     from dlmpaper.models import parse_max_memory
     from dlmpaper.profiles import DEVICE_MAP_ENV, MAX_MEMORY_ENV
 
