@@ -554,117 +554,40 @@ def run(
     except ValueError as exc:
         raise PreflightError(str(exc)) from None
     scratch_parent = Path(scratch_dir if scratch_dir is not None else tempfile.gettempdir()).absolute()
-    with _AbortOnSignals() as signals:
-        try:
-            lock = guards.RunLock(fig_dir / LOCK_NAME, "python -m dlmpaper.reproduce")
-            lock.__enter__()
-        except guards.LockedError as exc:
-            raise PreflightError(str(exc)) from None
-        try:
+    full_run = not notebooks
+    parameters = {"profile": profile, "device": device, "seed": seed}
+
+    with _AbortOnSignals() as signals, _run_lock(fig_dir):
+        try:  # a publish that a kill interrupted: finish or undo it first
             done = guards.recover(fig_dir / JOURNAL_NAME)
-            if done and progress:
-                print(f"{fig_dir}: {done}", file=sys.stderr)
-            _remove_stale_scratch(scratch_parent)
-            return _run_locked(selected, nb_dir, fig_dir, target_dir, scratch_parent, signals, kernel, progress,
-                               start_timeout, full_run=not notebooks, sharding=sharding,
-                               parameters={"profile": profile, "device": device, "seed": seed})
-        finally:
-            lock.__exit__()
-
-
-def _run_locked(selected: list[Path], nb_dir: Path, fig_dir: Path, target_dir: Path | None, scratch_parent: Path,
-                signals: "_AbortOnSignals", kernel: str, progress: bool, start_timeout: int, *, full_run: bool,
-                sharding: dict[str, str], parameters: dict) -> RunResult:
-    """:func:`run` once the lock is held: execute in a scratch folder, then publish all-or-nothing."""
-    import nbformat
-    import papermill as pm
-    from papermill.exceptions import PapermillExecutionError
-    from tqdm.auto import tqdm
-
-    scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=scratch_parent))
-    (scratch / RUNNING_MARKER).write_text(f"{os.getpid()}\n")
-    try:
-        stage_figs = scratch / "figures"
-        stage_nbs = scratch / "notebooks"
-        stage_figs.mkdir()
-        stage_nbs.mkdir()
-        env = {FIGURES_ENV: str(stage_figs), "PYTHONHASHSEED": "0"}
-        if kernel == "python3":
-            env["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(_kernel_dir(scratch)), os.environ.get("JUPYTER_PATH")]))
-
-        produced: dict[str, str] = {}  # figure file name -> notebook stem
-        seconds: dict[str, float] = {}
-        executed: dict[str, Path] = {}
-        bar = tqdm(selected, desc="notebooks", unit="nb", disable=not progress, file=sys.stderr)
-        for path in bar:
-            stem = path.stem
-            bar.set_postfix_str(stem)
-            before = _snapshot(stage_figs)
-            source_nb = nbformat.read(path, as_version=4)
-            out_path = stage_nbs / path.name
-            start = time.perf_counter()
-            try:
-                with _environ(**env, **sharding, **{NOTEBOOK_ENV: stem}):
-                    result = _execute_abortable(
-                        pm.execute_notebook,
-                        input_path=str(path),
-                        output_path=str(out_path),
-                        parameters=dict(parameters),
-                        kernel_name=kernel,
-                        language="python",
-                        cwd=str(nb_dir),
-                        progress_bar=False,
-                        log_output=False,
-                        request_save_on_cell_execute=False,
-                        start_timeout=start_timeout,
-                        record_timing=False,
-                        coalesce_streams=True,
-                        kernel_manager_class=_tracked_kernel_manager(),
-                    )
-            except PapermillExecutionError as err:
-                bar.close()
-                index = _source_cell_index(source_nb, err)
-                raise NotebookFailed(path.name, index, err.source, err.ename, err.evalue, scratch) from err
-            except RunAborted:
-                bar.close()
-                raise
-            except Exception as err:  # kernel died, missing kernel, timeout ...
-                bar.close()
-                first_line = (str(err).strip().splitlines() or [""])[0]
-                raise NotebookFailed(path.name, None, "", type(err).__name__, first_line, scratch) from err
-            seconds[stem] = round(time.perf_counter() - start, 3)
-            after = _snapshot(stage_figs)
-            for name, digest in after.items():
-                if before.get(name) != digest:
-                    if name in produced and produced[name] != stem:
-                        bar.close()
-                        clash = f"figure {name} was already written by {produced[name]}; give each figure a unique name"
-                        raise NotebookFailed(path.name, None, "", "DuplicateFigure", clash, scratch)
-                    produced[name] = stem
-            _restore_cell_ids(result, source_nb)
-            _write_notebook(clean_notebook(result), out_path)
-            executed[stem] = out_path
-            if progress:
-                tqdm.write(f"{path.name}: ok in {seconds[stem]:.1f} s", file=sys.stderr)
-        bar.close()
-
-        manifest = _build_manifest(fig_dir, stage_figs, produced, selected, parameters, full_run)
-        final_nbs = {stem: target_dir / staged.name for stem, staged in executed.items()} if target_dir else {}
-        notebooks = {final_nbs[stem]: staged for stem, staged in executed.items() if stem in final_nbs}
-        with signals.deferred():  # a signal now cancels the publish (rolled back) before its commit point
-            try:
-                published = _publish(fig_dir, stage_figs, produced, manifest, seconds, full_run, notebooks, signals.check)
-            except OSError as exc:
-                raise PublishFailed(f"publishing failed ({exc}); figures/ and notebooks/ were rolled back to "
-                                    f"their previous state. The executed notebooks are kept in {scratch}") from exc
+        except ValueError as exc:
+            raise PreflightError(str(exc)) from None
+        if done and progress:
+            print(f"{fig_dir}: {done}", file=sys.stderr)
+        _remove_stale_scratch(scratch_parent)
+        scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=scratch_parent))
+        (scratch / RUNNING_MARKER).write_text(f"{os.getpid()}\n")
+        try:
+            produced, seconds, executed = _execute_all(selected, nb_dir, scratch, parameters, kernel, progress,
+                                                       start_timeout, sharding)
+            manifest = _build_manifest(fig_dir, scratch / "figures", produced, selected, parameters, full_run)
+            final_nbs = {stem: target_dir / staged.name for stem, staged in executed.items()} if target_dir else {}
+            staged_nbs = {final_nbs[stem]: staged for stem, staged in executed.items() if stem in final_nbs}
+            with signals.deferred():  # a signal now cancels the publish (rolled back) before its commit point
+                try:
+                    published = _publish(fig_dir, scratch / "figures", produced, manifest, seconds, full_run,
+                                         staged_nbs, signals.check)
+                except OSError as exc:
+                    raise PublishFailed(f"publishing failed ({exc}); figures/ and notebooks/ were rolled back to "
+                                        f"their previous state. The executed notebooks are kept in {scratch}") from exc
+                shutil.rmtree(scratch, ignore_errors=True)
+        except (NotebookFailed, PublishFailed):
+            (scratch / RUNNING_MARKER).unlink(missing_ok=True)  # kept for inspection, not stale
+            raise
+        except BaseException:
+            signals.deferring = True  # a second Ctrl-C must not interrupt the clean-up
             shutil.rmtree(scratch, ignore_errors=True)
-    except (NotebookFailed, PublishFailed):
-        (scratch / RUNNING_MARKER).unlink(missing_ok=True)  # kept for inspection, not stale
-        raise
-    except BaseException:
-        signals.deferring = True  # a second Ctrl-C must not interrupt the clean-up
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise
+            raise
     return RunResult(
         notebooks=[p.stem for p in selected],
         figures=published,
@@ -673,6 +596,94 @@ def _run_locked(selected: list[Path], nb_dir: Path, fig_dir: Path, target_dir: P
         timings=fig_dir / TIMINGS_NAME,
         executed=final_nbs,
     )
+
+
+@contextlib.contextmanager
+def _run_lock(fig_dir: Path) -> Iterator[None]:
+    """One run at a time per figures folder (:class:`dlmpaper.guards.RunLock`); a held lock is a PreflightError."""
+    lock = guards.RunLock(fig_dir / LOCK_NAME, "python -m dlmpaper.reproduce")
+    try:
+        lock.__enter__()
+    except guards.LockedError as exc:
+        raise PreflightError(str(exc)) from None
+    try:
+        yield
+    finally:
+        lock.__exit__()
+
+
+def _execute_all(selected: list[Path], nb_dir: Path, scratch: Path, parameters: dict, kernel: str, progress: bool,
+                 start_timeout: int, sharding: dict[str, str]) -> tuple[dict[str, str], dict[str, float], dict[str, Path]]:
+    """Execute ``selected`` in order inside ``scratch``; return (figure -> notebook, seconds, staged notebooks)."""
+    import nbformat
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+    from tqdm.auto import tqdm
+
+    stage_figs = scratch / "figures"
+    stage_nbs = scratch / "notebooks"
+    stage_figs.mkdir()
+    stage_nbs.mkdir()
+    env = {FIGURES_ENV: str(stage_figs), "PYTHONHASHSEED": "0"}
+    if kernel == "python3":
+        env["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(_kernel_dir(scratch)), os.environ.get("JUPYTER_PATH")]))
+
+    produced: dict[str, str] = {}  # figure file name -> notebook stem
+    seconds: dict[str, float] = {}
+    executed: dict[str, Path] = {}
+    bar = tqdm(selected, desc="notebooks", unit="nb", disable=not progress, file=sys.stderr)
+    for path in bar:
+        stem = path.stem
+        bar.set_postfix_str(stem)
+        before = _snapshot(stage_figs)
+        source_nb = nbformat.read(path, as_version=4)
+        out_path = stage_nbs / path.name
+        start = time.perf_counter()
+        try:
+            with _environ(**env, **sharding, **{NOTEBOOK_ENV: stem}):
+                result = _execute_abortable(
+                    pm.execute_notebook,
+                    input_path=str(path),
+                    output_path=str(out_path),
+                    parameters=dict(parameters),
+                    kernel_name=kernel,
+                    language="python",
+                    cwd=str(nb_dir),
+                    progress_bar=False,
+                    log_output=False,
+                    request_save_on_cell_execute=False,
+                    start_timeout=start_timeout,
+                    record_timing=False,
+                    coalesce_streams=True,
+                    kernel_manager_class=_tracked_kernel_manager(),
+                )
+        except PapermillExecutionError as err:
+            bar.close()
+            index = _source_cell_index(source_nb, err)
+            raise NotebookFailed(path.name, index, err.source, err.ename, err.evalue, scratch) from err
+        except RunAborted:
+            bar.close()
+            raise
+        except Exception as err:  # kernel died, missing kernel, timeout ...
+            bar.close()
+            first_line = (str(err).strip().splitlines() or [""])[0]
+            raise NotebookFailed(path.name, None, "", type(err).__name__, first_line, scratch) from err
+        seconds[stem] = round(time.perf_counter() - start, 3)
+        after = _snapshot(stage_figs)
+        for name, digest in after.items():
+            if before.get(name) != digest:
+                if name in produced and produced[name] != stem:
+                    bar.close()
+                    clash = f"figure {name} was already written by {produced[name]}; give each figure a unique name"
+                    raise NotebookFailed(path.name, None, "", "DuplicateFigure", clash, scratch)
+                produced[name] = stem
+        _restore_cell_ids(result, source_nb)
+        _write_notebook(clean_notebook(result), out_path)
+        executed[stem] = out_path
+        if progress:
+            tqdm.write(f"{path.name}: ok in {seconds[stem]:.1f} s", file=sys.stderr)
+    bar.close()
+    return produced, seconds, executed
 
 
 # ----------------------------------------------------------------------------- interruption

@@ -665,7 +665,6 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         if not (args.out / "config.json").is_file():
             parser.error(f"{args.out} holds no training run (no config.json); train first or fix --out")
         saved_family = json.loads((args.out / "config.json").read_text()).get("family", "masked")
-        check_export_target(args.export, saved_family)
         step = read_state(args.out)["step"]
         command = RETRAIN_COMMAND if saved_family == "masked" else f"python -m dlmpaper.train --family {saved_family} --out {args.out}"
         export(args.out, args.export, f"{command} --steps {step}")
