@@ -17,6 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from . import plotting  # noqa: E402
+from .train import read_state  # noqa: E402
 
 #: The licence section of every WordNet-trained model card.
 LICENSE = """## License
@@ -53,7 +54,7 @@ def _table(rows: list[tuple]) -> str:
 
 def write_card(run_dir: Path, model_dir: Path, command: str, extra_numbers: dict | None = None) -> None:
     """Write ``README.md`` and ``loss_curve.png`` into ``model_dir`` from the run's state."""
-    state = json.loads((run_dir / "state.json").read_text())
+    state = read_state(run_dir)
     cfg = json.loads((run_dir / "config.json").read_text())
     model_cfg = json.loads((model_dir / "config.json").read_text())
     _loss_curve(state["log"], model_dir / "loss_curve.png")
@@ -142,7 +143,7 @@ FAMILY_TEXT = {
 
 def write_family_card(run_dir: Path, model_dir: Path, command: str, numbers: dict) -> None:
     """``README.md`` + ``loss_curve.png`` of a notebook-02 family model (``dlmpaper.families``)."""
-    state = json.loads((run_dir / "state.json").read_text())
+    state = read_state(run_dir)
     cfg = json.loads((run_dir / "config.json").read_text())
     model_cfg = json.loads((model_dir / "config.json").read_text())
     family = cfg["family"]

@@ -18,6 +18,7 @@ sets ``func=_run_<name>`` and register it in :data:`SUBCOMMANDS` (see the marked
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -114,6 +115,33 @@ def compact_summary(result, summary, every: int = 8):
     )
 
 
+#: config.json keys of the context length, in the order :class:`dlmpaper.models.DiffusionLM` reads them.
+_CONTEXT_KEYS = ("max_position_embeddings", "max_sequence_length", "n_positions", "max_seq_len")
+
+
+def _config_limits(spec) -> tuple[int | None, int | None]:
+    """(context length, vocabulary size) from a local checkpoint's ``config.json`` (the embedded
+    model or a model folder), so --n-masks / --top-k fail before the weights load; (None, None)
+    for hub models or an unreadable config (the loader reports that)."""
+    from dlmpaper import paths
+
+    folder = Path(paths.EMBEDDED_MODEL) if spec.hub_id is None else Path(spec.hub_id).expanduser()
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None, None
+    if not isinstance(config, dict):
+        return None, None
+
+    def positive(key):
+        value = config.get(key)
+        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+    length = next((positive(k) for k in _CONTEXT_KEYS if positive(k)), None)
+    sizes = [v for v in (positive("vocab_size"), positive("embedding_size")) if v]
+    return length, max(sizes) if sizes else None
+
+
 def _run_probe(args: argparse.Namespace) -> int:
     # 1. cheap checks: arguments, model name, prompt source (nothing loaded yet)
     from dlmpaper.data import check_prompt_source, load_prompts
@@ -125,6 +153,7 @@ def _run_probe(args: argparse.Namespace) -> int:
         resolve_device,
         resolve_dtype,
     )
+    from dlmpaper.guards import check_output_file, check_seed, replacing
     from dlmpaper.probe import end_dominance_distance, position_summary, positional_probe, validate_probe_args
 
     validate_probe_args(args.n_masks, args.top_k, args.n_prompts)
@@ -141,12 +170,17 @@ def _run_probe(args: argparse.Namespace) -> int:
             f"{spec.name} runs custom modelling code from its hub repository; add --trust-remote-code "
             "after reviewing that code"
         )
+    validate_probe_args(args.n_masks, args.top_k, args.n_prompts, *_config_limits(spec))
     check_prompt_source(args.prompts)
     resolve_device(args.device)
     if args.dtype is not None:
         resolve_dtype(args.dtype)
-    if args.out.exists() and args.out.is_dir():
-        raise ValueError(f"--out {args.out} is a directory; give a .csv file path")
+    check_seed(args.seed)
+    check_output_file(args.out, "--out")
+    if args.summary_out is not None:
+        check_output_file(args.summary_out, "--summary-out")
+        if args.summary_out.resolve() == args.out.resolve():
+            raise ValueError(f"--summary-out and --out are both {args.out}; give the summary its own file")
 
     # 2. prompts (cheap for files; LIMA may need the hub), then the model
     kwargs = {"dataset_id": args.dataset_id} if args.dataset_id else {}
@@ -177,11 +211,11 @@ def _run_probe(args: argparse.Namespace) -> int:
     summary = position_summary(result, n_boot=args.n_boot, seed=args.seed)
     ends = end_dominance_distance(result)
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    result.table.to_csv(args.out, index=False)
-    if args.summary_out is not None:
-        args.summary_out.parent.mkdir(parents=True, exist_ok=True)
-        summary.to_csv(args.summary_out, index=False)
+    for path, frame in ((args.out, result.table), (args.summary_out, summary)):
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with replacing(path) as tmp:
+                frame.to_csv(tmp, index=False)
 
     import pandas as pd
 

@@ -9,7 +9,9 @@ fail before loading a model.
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import json
 import os
 import tempfile
@@ -263,22 +265,36 @@ def _fail(path: Path, line: int, what: str) -> PromptFileError:
     return PromptFileError(f"{path.name}, line {line}: {what} (file: {path})")
 
 
+def _read_text(path: Path) -> str:
+    """The file's text: UTF-8, a leading byte-order mark dropped; anything else fails naming the line."""
+    data = path.read_bytes()
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8):]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
+        raise _fail(
+            path, data.count(b"\n", 0, exc.start) + 1,
+            f"not UTF-8 text (byte 0x{data[exc.start]:02x} at column {exc.start - line_start + 1}); re-save the file as UTF-8",
+        ) from None
+
+
 def _jsonl_records(path: Path) -> list[tuple[int, Any]]:
     records = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append((lineno, json.loads(line)))
-            except json.JSONDecodeError as exc:
-                raise _fail(path, lineno, f"bad JSON ({exc.msg} at column {exc.colno})") from exc
+    for lineno, line in enumerate(io.StringIO(_read_text(path)), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append((lineno, json.loads(line)))
+        except json.JSONDecodeError as exc:
+            raise _fail(path, lineno, f"bad JSON ({exc.msg} at column {exc.colno})") from exc
     return records
 
 
 def _json_records(path: Path) -> list[tuple[int, Any]]:
     """Walk a JSON array element by element so each record keeps its starting line."""
-    text = path.read_text(encoding="utf-8")
+    text = _read_text(path)
     decoder = json.JSONDecoder()
 
     def line_of(pos: int) -> int:
@@ -317,9 +333,11 @@ def _json_records(path: Path) -> list[tuple[int, Any]]:
 
 
 def _csv_records(path: Path) -> list[tuple[int, Any]]:
+    """Rows of a CSV file; ``strict`` quoting, so an unclosed quote cannot swallow the rest of the file."""
     records = []
-    with open(path, encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh)
+    reader = csv.DictReader(io.StringIO(_read_text(path), newline=""), strict=True)
+    start = 1
+    try:
         if reader.fieldnames is None:
             raise _fail(path, 1, "empty file (expected a header row with a 'prompt' column)")
         if "prompt" not in reader.fieldnames:
@@ -330,6 +348,11 @@ def _csv_records(path: Path) -> list[tuple[int, Any]]:
                 raise _fail(path, start, f"more fields than the header's {len(reader.fieldnames)}")
             records.append((start, dict(row)))
             start = reader.line_num + 1
+    except csv.Error as exc:
+        if "unexpected end of data" in str(exc):
+            raise _fail(path, start, "unclosed quote: the quoted field starting on this line runs to the end of the file; "
+                                     "close it (write a quote inside a field as \"\")") from None
+        raise _fail(path, start, f"bad CSV ({exc}); quote fields that contain commas, write a quote inside one as \"\"") from None
     return records
 
 

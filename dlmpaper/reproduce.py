@@ -8,9 +8,16 @@
 Failure safety: notebooks run in a scratch directory and write their figures to a
 scratch figures dir (``DLMPAPER_FIGURES`` is set for the kernel, which
 :data:`dlmpaper.paths.FIGURES` reads). Only when *all* selected notebooks succeeded
-are the new figures moved into ``figures/`` and the executed, cleaned notebooks over
-``notebooks/``, one ``os.replace`` per file. A failed run leaves both untouched,
-names the notebook and cell, exits 1 and keeps the scratch dir for inspection.
+are the new figures, the manifest and the executed, cleaned notebooks published, all
+or nothing (:func:`dlmpaper.guards.publish`: staged beside their destinations, swapped,
+rolled back on any error; a journal in ``figures/`` lets the next start undo a publish
+that was killed). A failed run leaves both untouched, names the notebook and cell,
+exits 1 and keeps the scratch dir for inspection.
+
+Before any kernel starts: ``figures/`` and ``notebooks/`` must be writable, and a lock
+(``figures/.reproduce.lock``, holding the PID) admits one run at a time. SIGINT (Ctrl-C)
+and SIGTERM abort the run: exit 130 / 143, nothing published, scratch removed. The scratch
+folder of a run killed outright (SIGKILL) is removed by the next run.
 
 Outputs besides the figures:
 
@@ -42,12 +49,17 @@ import json
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
+
+from dlmpaper import guards
 
 __all__ = [
     "PROFILES",
@@ -61,6 +73,8 @@ __all__ = [
     "ReproduceError",
     "PreflightError",
     "NotebookFailed",
+    "PublishFailed",
+    "RunAborted",
     "RunResult",
     "discover_notebooks",
     "clean_notebook",
@@ -80,6 +94,12 @@ MANIFEST_NAME = "MANIFEST.json"
 TIMINGS_NAME = "TIMINGS.json"
 #: Fixed id of papermill's injected-parameters cell (papermill would give it a random one).
 INJECTED_CELL_ID = "injected-parameters"
+#: In the figures dir: the lock admitting one run at a time, and the journal of a publish in progress.
+LOCK_NAME = ".reproduce.lock"
+JOURNAL_NAME = ".publish-journal.json"
+#: Scratch folders are ``<tmp>/dlmpaper-reproduce-*``; ``RUNNING`` (the PID) marks one in use.
+SCRATCH_PREFIX = "dlmpaper-reproduce-"
+RUNNING_MARKER = "RUNNING"
 #: Side files written by :func:`record_model`, relative to the (scratch) figures dir.
 MODELS_SUBDIR = ".models"
 #: Environment variable naming the notebook being executed (set for each kernel).
@@ -127,6 +147,22 @@ class NotebookFailed(ReproduceError):
         if scratch is not None:
             msg += f"\nThe executed notebooks of this run are kept in {scratch}"
         super().__init__(msg)
+
+
+class PublishFailed(ReproduceError):
+    """Writing the results failed; every published file was rolled back."""
+
+    exit_code = 1
+
+
+class RunAborted(ReproduceError):
+    """SIGINT or SIGTERM stopped the run; nothing was published and the scratch folder is gone."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        self.exit_code = 128 + signum
+        super().__init__(f"interrupted by {signal.Signals(signum).name}: nothing was published; "
+                         "figures/ and notebooks/ are as they were")
 
 
 @dataclass
@@ -432,34 +468,9 @@ def _snapshot(folder: Path) -> dict[str, str]:
     return {p.name: _sha256(p) for p in sorted(folder.iterdir()) if p.is_file() and p.suffix in FIGURE_SUFFIXES}
 
 
-def _file_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def _atomic_copy(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.chmod(tmp, _file_mode())  # mkstemp makes 0600; published files get the usual 0644
-        os.replace(tmp, dst)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def _write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(json.dumps(data, sort_keys=True, indent=2) + "\n")
-        os.chmod(tmp, _file_mode())
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    guards.atomic_write_text(path, json.dumps(data, sort_keys=True, indent=2) + "\n")
 
 
 def _versions() -> dict[str, str]:
@@ -515,30 +526,100 @@ def run(
     :data:`dlmpaper.paths.FIGURES`. Executed notebooks replace the originals when
     ``inplace`` (default), go to ``output_dir`` when given, and are discarded with
     ``inplace=False`` and no ``output_dir``. ``scratch_dir`` is where the temporary run
-    folder is made (default: the system temp dir); it is removed after success and kept
-    after a failure. ``device_map`` / ``max_memory`` (e.g. ``"auto"``, ``"0=40GiB,cpu=100GiB"``) shard
+    folder is made (default: the system temp dir); it is removed after success or an
+    interruption and kept after a failure. ``device_map`` / ``max_memory`` (e.g. ``"auto"``, ``"0=40GiB,cpu=100GiB"``) shard
     or offload the profile's model in every notebook (:func:`dlmpaper.profiles.load_profile_model`).
-    Raises :class:`PreflightError` or :class:`NotebookFailed`.
+    Raises :class:`PreflightError`, :class:`NotebookFailed`, :class:`PublishFailed` or :class:`RunAborted`.
     """
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise PreflightError(f"seed must be an int, got {seed!r}")
+    try:
+        guards.check_seed(seed)
+    except ValueError as exc:
+        raise PreflightError(str(exc)) from None
     device = preflight(profile, device)  # before the heavy imports: fails within seconds
     sharding = _sharding_env(device_map, max_memory)
 
+    from dlmpaper import paths
+
+    # absolute: papermill changes the working directory while a notebook runs
+    nb_dir = Path(notebooks_dir if notebooks_dir is not None else paths.NOTEBOOKS).absolute()
+    fig_dir = Path(figures_dir if figures_dir is not None else paths.FIGURES).absolute()
+    selected = discover_notebooks(nb_dir, notebooks)
+    target_dir = Path(output_dir).absolute() if output_dir is not None else (nb_dir if inplace else None)
+    try:  # before any kernel starts: a folder we cannot write would waste the whole run
+        guards.check_writable_dir(fig_dir, "figures folder", create=True)
+        if target_dir is not None:
+            guards.check_writable_dir(target_dir, "notebooks folder", create=output_dir is not None)
+    except ValueError as exc:
+        raise PreflightError(str(exc)) from None
+    scratch_parent = Path(scratch_dir if scratch_dir is not None else tempfile.gettempdir()).absolute()
+    full_run = not notebooks
+    parameters = {"profile": profile, "device": device, "seed": seed}
+
+    with _AbortOnSignals() as signals, _run_lock(fig_dir):
+        try:  # a publish that a kill interrupted: finish or undo it first
+            done = guards.recover(fig_dir / JOURNAL_NAME)
+        except ValueError as exc:
+            raise PreflightError(str(exc)) from None
+        if done and progress:
+            print(f"{fig_dir}: {done}", file=sys.stderr)
+        _remove_stale_scratch(scratch_parent)
+        scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=scratch_parent))
+        (scratch / RUNNING_MARKER).write_text(f"{os.getpid()}\n")
+        try:
+            produced, seconds, executed = _execute_all(selected, nb_dir, scratch, parameters, kernel, progress,
+                                                       start_timeout, sharding)
+            manifest = _build_manifest(fig_dir, scratch / "figures", produced, selected, parameters, full_run)
+            final_nbs = {stem: target_dir / staged.name for stem, staged in executed.items()} if target_dir else {}
+            staged_nbs = {final_nbs[stem]: staged for stem, staged in executed.items() if stem in final_nbs}
+            with signals.deferred():  # a signal now cancels the publish (rolled back) before its commit point
+                try:
+                    published = _publish(fig_dir, scratch / "figures", produced, manifest, seconds, full_run,
+                                         staged_nbs, signals.check)
+                except OSError as exc:
+                    raise PublishFailed(f"publishing failed ({exc}); figures/ and notebooks/ were rolled back to "
+                                        f"their previous state. The executed notebooks are kept in {scratch}") from exc
+                shutil.rmtree(scratch, ignore_errors=True)
+        except (NotebookFailed, PublishFailed):
+            (scratch / RUNNING_MARKER).unlink(missing_ok=True)  # kept for inspection, not stale
+            raise
+        except BaseException:
+            signals.deferring = True  # a second Ctrl-C must not interrupt the clean-up
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
+    return RunResult(
+        notebooks=[p.stem for p in selected],
+        figures=published,
+        seconds=seconds,
+        manifest=fig_dir / MANIFEST_NAME,
+        timings=fig_dir / TIMINGS_NAME,
+        executed=final_nbs,
+    )
+
+
+@contextlib.contextmanager
+def _run_lock(fig_dir: Path) -> Iterator[None]:
+    """One run at a time per figures folder (:class:`dlmpaper.guards.RunLock`); a held lock is a PreflightError."""
+    lock = guards.RunLock(fig_dir / LOCK_NAME, "python -m dlmpaper.reproduce")
+    try:
+        lock.__enter__()
+    except guards.LockedError as exc:
+        raise PreflightError(str(exc)) from None
+    try:
+        yield
+    finally:
+        lock.__exit__()
+
+
+def _execute_all(selected: list[Path], nb_dir: Path, scratch: Path, parameters: dict, kernel: str, progress: bool,
+                 start_timeout: int, sharding: dict[str, str]) -> tuple[dict[str, str], dict[str, float], dict[str, Path]]:
+    """Execute ``selected`` in order inside ``scratch``; return (figure -> notebook, seconds, staged notebooks)."""
     import nbformat
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
     from tqdm.auto import tqdm
 
-    from dlmpaper import paths
-
-    nb_dir = Path(notebooks_dir) if notebooks_dir is not None else paths.NOTEBOOKS
-    fig_dir = Path(figures_dir) if figures_dir is not None else paths.FIGURES
-    selected = discover_notebooks(nb_dir, notebooks)
-    full_run = not notebooks
-    parameters = {"profile": profile, "device": device, "seed": seed}
-
-    scratch = Path(tempfile.mkdtemp(prefix="dlmpaper-reproduce-", dir=scratch_dir))
     stage_figs = scratch / "figures"
     stage_nbs = scratch / "notebooks"
     stage_figs.mkdir()
@@ -560,9 +641,10 @@ def run(
         start = time.perf_counter()
         try:
             with _environ(**env, **sharding, **{NOTEBOOK_ENV: stem}):
-                result = pm.execute_notebook(
-                    str(path),
-                    str(out_path),
+                result = _execute_abortable(
+                    pm.execute_notebook,
+                    input_path=str(path),
+                    output_path=str(out_path),
                     parameters=dict(parameters),
                     kernel_name=kernel,
                     language="python",
@@ -573,11 +655,15 @@ def run(
                     start_timeout=start_timeout,
                     record_timing=False,
                     coalesce_streams=True,
+                    kernel_manager_class=_tracked_kernel_manager(),
                 )
         except PapermillExecutionError as err:
             bar.close()
             index = _source_cell_index(source_nb, err)
             raise NotebookFailed(path.name, index, err.source, err.ename, err.evalue, scratch) from err
+        except RunAborted:
+            bar.close()
+            raise
         except Exception as err:  # kernel died, missing kernel, timeout ...
             bar.close()
             first_line = (str(err).strip().splitlines() or [""])[0]
@@ -597,25 +683,121 @@ def run(
         if progress:
             tqdm.write(f"{path.name}: ok in {seconds[stem]:.1f} s", file=sys.stderr)
     bar.close()
+    return produced, seconds, executed
 
-    manifest = _build_manifest(fig_dir, stage_figs, produced, selected, parameters, full_run)
-    published = _publish(fig_dir, stage_figs, produced, manifest, seconds, full_run)
-    final_nbs: dict[str, Path] = {}
-    target_dir = Path(output_dir) if output_dir is not None else (nb_dir if inplace else None)
-    if target_dir is not None:
-        for stem, staged in executed.items():
-            dst = target_dir / staged.name
-            _atomic_copy(staged, dst)
-            final_nbs[stem] = dst
-    shutil.rmtree(scratch, ignore_errors=True)
-    return RunResult(
-        notebooks=[p.stem for p in selected],
-        figures=published,
-        seconds=seconds,
-        manifest=fig_dir / MANIFEST_NAME,
-        timings=fig_dir / TIMINGS_NAME,
-        executed=final_nbs,
-    )
+
+# ----------------------------------------------------------------------------- interruption
+
+
+class _AbortOnSignals:
+    """SIGINT and SIGTERM abort the run by raising :class:`RunAborted` in the main thread.
+
+    nbclient would install its own handlers and swallow the signal; notebooks therefore run in a
+    worker thread (:func:`_execute_abortable`), where it cannot. Inside :meth:`deferred` a signal
+    is only recorded and :meth:`check` raises it at a safe point.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.pending: int | None = None
+        self.deferring = False
+        self.saved: dict[int, Any] = {}
+
+    def __enter__(self) -> "_AbortOnSignals":
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self.saved[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.pending is None:
+            self.pending = signum
+        if not self.deferring:
+            raise RunAborted(signum)
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        self.deferring = True
+        try:
+            yield
+        finally:
+            self.deferring = False
+
+    def check(self) -> None:
+        if self.pending is not None:
+            raise RunAborted(self.pending)
+
+
+_KERNELS: "weakref.WeakSet[Any]" = weakref.WeakSet()
+_KERNEL_MANAGER: list[type] = []
+
+
+def _tracked_kernel_manager() -> type:
+    """jupyter_client's kernel manager, remembering each instance so an abort can kill its kernel."""
+    if not _KERNEL_MANAGER:
+        from jupyter_client.manager import AsyncKernelManager
+
+        class TrackedKernelManager(AsyncKernelManager):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                _KERNELS.add(self)
+
+        _KERNEL_MANAGER.append(TrackedKernelManager)
+    return _KERNEL_MANAGER[0]
+
+
+def _kill_kernels() -> None:
+    for manager in list(_KERNELS):
+        process = getattr(getattr(manager, "provisioner", None), "process", None)
+        if process is not None and process.poll() is None:
+            process.kill()
+
+
+def _execute_abortable(execute: Any, **kwargs: Any) -> Any:
+    """``execute(**kwargs)`` in a worker thread; the main thread waits where signals reach it, and on
+    :class:`RunAborted` (or any exception) kills the kernels and lets the worker finish."""
+    box: dict[str, Any] = {}
+    finished = threading.Event()  # not Thread.join: a join interrupted by a signal marks a running thread stopped
+
+    def work() -> None:
+        try:
+            box["result"] = execute(**kwargs)
+        except BaseException as exc:  # handed to the main thread
+            box["error"] = exc
+        finally:
+            finished.set()
+
+    threading.Thread(target=work, name="dlmpaper-notebook", daemon=True).start()
+    try:
+        while not finished.wait(0.1):
+            pass
+    except BaseException:
+        _kill_kernels()
+        finished.wait(30)  # papermill restores the working directory and closes its channels
+        raise
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
+def _remove_stale_scratch(parent: Path) -> list[Path]:
+    """Delete scratch folders of killed runs (their ``RUNNING`` marker names a process that is gone)."""
+    removed = []
+    for folder in sorted(parent.glob(f"{SCRATCH_PREFIX}*")):
+        try:
+            pid = int((folder / RUNNING_MARKER).read_text().split()[0])
+            mine = not hasattr(os, "getuid") or folder.stat().st_uid == os.getuid()
+        except (OSError, ValueError, IndexError):
+            continue
+        if mine and pid != os.getpid() and not guards.pid_alive(pid):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 def _read_json(path: Path) -> dict:
@@ -658,24 +840,28 @@ def _build_manifest(fig_dir: Path, stage_figs: Path, produced: dict[str, str], s
 
 
 def _publish(fig_dir: Path, stage_figs: Path, produced: dict[str, str], manifest: dict,
-             seconds: dict[str, float], full_run: bool) -> dict[str, Path]:
-    """Move staged figures into ``fig_dir`` (one os.replace each), drop stale ones, write the JSON files."""
+             seconds: dict[str, float], full_run: bool, notebooks: dict[Path, Path] | None = None,
+             before_commit: Any = None) -> dict[str, Path]:
+    """Publish the staged figures, MANIFEST.json, TIMINGS.json and executed notebooks
+    (``notebooks``: destination -> staged file) and drop stale figures, all-or-nothing
+    (:func:`dlmpaper.guards.publish`; its journal sits in ``fig_dir``)."""
     fig_dir.mkdir(parents=True, exist_ok=True)
     old = _read_json(fig_dir / MANIFEST_NAME)
-    published = {}
-    for name in sorted(produced):
-        _atomic_copy(stage_figs / name, fig_dir / name)
-        published[name] = fig_dir / name
+    changes: list[tuple[Path, Path | None]] = [(fig_dir / name, stage_figs / name) for name in sorted(produced)]
     # A figure that an earlier run recorded for a notebook run now (or for any notebook, on a
     # full run) and that this run no longer makes is stale: remove it so figures/ matches the manifest.
     for name, entry in old.get("figures", {}).items():
         if name in manifest["figures"] or "/" in name or "\\" in name or not name.endswith(FIGURE_SUFFIXES):
             continue
-        if full_run or entry.get("notebook") in seconds:
-            (fig_dir / name).unlink(missing_ok=True)
-    _write_json(fig_dir / MANIFEST_NAME, manifest)
-    _write_json(fig_dir / TIMINGS_NAME, {"notebooks": seconds, "total": round(sum(seconds.values()), 3)})
-    return published
+        if (full_run or entry.get("notebook") in seconds) and (fig_dir / name).exists():
+            changes.append((fig_dir / name, None))
+    with tempfile.TemporaryDirectory(prefix="dlmpaper-publish-") as tmp:
+        _write_json(Path(tmp) / MANIFEST_NAME, manifest)
+        _write_json(Path(tmp) / TIMINGS_NAME, {"notebooks": seconds, "total": round(sum(seconds.values()), 3)})
+        changes += [(fig_dir / MANIFEST_NAME, Path(tmp) / MANIFEST_NAME), (fig_dir / TIMINGS_NAME, Path(tmp) / TIMINGS_NAME)]
+        changes += sorted((notebooks or {}).items())
+        guards.publish(changes, fig_dir / JOURNAL_NAME, before_commit)
+    return {name: fig_dir / name for name in sorted(produced)}
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -683,6 +869,8 @@ def _publish(fig_dir: Path, stage_figs: Path, produced: dict[str, str], manifest
 
 def _sharding_env(device_map: str | None, max_memory: str | None) -> dict[str, str]:
     """Kernel environment for :func:`dlmpaper.profiles.load_profile_model`'s sharding options (checked here)."""
+    if device_map is None and max_memory is None:
+        return {}  # without importing torch: a locked or misconfigured run must fail within a second
     from dlmpaper.models import parse_max_memory
     from dlmpaper.profiles import DEVICE_MAP_ENV, MAX_MEMORY_ENV
 

@@ -11,19 +11,31 @@ The objective is LLaDA's SFT loss (``dlmpaper.training``) on the WordNet instruc
 families of notebook 02 on the same corpus, tokenizer and backbone (``dlmpaper.families``):
 
     python -m dlmpaper.train --family autoregressive --out runs/wordnet-autoregressive --export data/family_models/wordnet-autoregressive
- Training is resumable: the run directory holds the model
+ Training is resumable: a checkpoint holds the model
 (safetensors), the AdamW state (safetensors, never pickles), the step and the loss log; batches
 and masks are drawn from generators seeded by (seed, step), so a resumed run sees exactly the
 batches an uninterrupted one would.
+
+Run directory: ``config.json``, ``model/`` (the tokenizer), ``checkpoints/step-N-XXXX/`` (``model/``,
+``optimizer.safetensors``, ``state.json``) and ``checkpoint.json``, which names the current
+checkpoint with the sha256 of each file and is written last: a kill at any point leaves the
+previous checkpoint in force, and resume verifies the files first. Run directories of earlier
+versions (model, optimizer and ``state.json`` side by side) still resume; their next save
+uses the new layout and leaves the old files as they are.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
 import platform
+import secrets
 import shutil
+import signal
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,8 +47,8 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import AutoModelForMaskedLM, AutoTokenizer, ModernBertForMaskedLM
 
-from . import corpus, embedded, families, paths
-from .models import write_manifest
+from . import corpus, embedded, families, guards, paths
+from .models import MANIFEST_NAME, write_manifest
 from .training import corrupt, left_padded_positions, masked_logits, sft_loss
 
 RETRAIN_COMMAND = embedded.RETRAIN_COMMAND
@@ -97,6 +109,19 @@ class EncodedPairs:
     rows: list[dict]
 
 
+def _save_tokenizer(tokenizer, directory: Path) -> None:
+    """Save ``tokenizer`` into ``directory`` whole: written beside it, then renamed into place."""
+    if directory.exists():
+        tokenizer.save_pretrained(directory)
+        return
+    staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
+    try:
+        tokenizer.save_pretrained(staging)
+        guards.replace_dir(staging, directory)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def encode_pairs(tokenizer, rows: list[dict], response_length: int) -> EncodedPairs:
     prompts = tokenizer([render_prompt(r["prompt"]) for r in rows], add_special_tokens=False)["input_ids"]
     bodies = tokenizer([r["response"] for r in rows], add_special_tokens=False)["input_ids"]
@@ -150,6 +175,97 @@ def load_optimizer(optimizer: torch.optim.Optimizer, path: Path) -> None:
         state.setdefault(int(index), {})[key] = value
     current = optimizer.state_dict()
     optimizer.load_state_dict({"state": state, "param_groups": current["param_groups"]})
+
+
+#: Names the current checkpoint (and the sha256 of its files); written last, so it is the commit.
+CHECKPOINT_POINTER = "checkpoint.json"
+CHECKPOINTS_DIR = "checkpoints"
+
+
+class CheckpointError(RuntimeError):
+    """A run directory's checkpoint is damaged or inconsistent (one line naming the fix)."""
+
+
+def _digest(path: Path) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            sha.update(chunk)
+    return sha.hexdigest()
+
+
+def write_checkpoint(out: Path, step: int, write_files) -> Path:
+    """Write a checkpoint with ``write_files(folder)`` into a fresh folder under ``out/checkpoints``,
+    then commit it by replacing ``out/checkpoint.json``; older checkpoints are deleted after that."""
+    out = Path(out)
+    folder = out / CHECKPOINTS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"step-{step:08d}-{secrets.token_hex(4)}"
+    tmp, final = folder / f".{name}.tmp", folder / name
+    tmp.mkdir()
+    try:
+        write_files(tmp)
+        files = {}
+        for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
+            with open(path, "rb+") as fh:
+                os.fsync(fh.fileno())
+            files[path.relative_to(tmp).as_posix()] = _digest(path)
+        os.rename(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    pointer = {"format": 1, "step": step, "path": f"{CHECKPOINTS_DIR}/{final.name}", "files": files}
+    guards.atomic_write_text(out / CHECKPOINT_POINTER, json.dumps(pointer, indent=1) + "\n")
+    remove_stale_checkpoints(out)
+    return final
+
+
+def remove_stale_checkpoints(out: Path) -> None:
+    """Delete every folder under ``out/checkpoints`` but the committed one (left by kills or replaced)."""
+    folder = Path(out) / CHECKPOINTS_DIR
+    if not folder.is_dir():
+        return
+    pointer = Path(out) / CHECKPOINT_POINTER
+    keep = json.loads(pointer.read_text())["path"].split("/")[-1] if pointer.exists() else None
+    for path in folder.iterdir():
+        if path.name != keep:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def checkpoint_dir(out: Path) -> Path | None:
+    """Folder of the run's current checkpoint (``model/``, ``optimizer.safetensors``, ``state.json``),
+    verified against ``checkpoint.json``; the run directory itself for the earlier layout; None if
+    nothing was saved yet. Raises :class:`CheckpointError` for damage."""
+    out = Path(out)
+    pointer = out / CHECKPOINT_POINTER
+    fix = f"delete {out} and train again, or restore it from a backup"
+    if not pointer.exists():
+        return out if (out / "state.json").exists() else None
+    try:
+        record = json.loads(pointer.read_text())
+        folder, files = out / record["path"], record["files"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{pointer} is unreadable ({exc}); {fix}") from None
+    for name in ("state.json", "optimizer.safetensors"):
+        if name not in files:
+            raise CheckpointError(f"{pointer} lists no {name}; {fix}")
+    for name, expected in files.items():
+        path = folder / name
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint file {path} is missing; {fix}")
+        if _digest(path) != expected:
+            raise CheckpointError(f"checkpoint file {path} does not match {pointer} (changed or truncated); {fix}")
+    return folder
+
+
+def read_state(out: Path) -> dict:
+    """The training state (step, tokens, loss log, evaluations) of the run's current checkpoint."""
+    folder = checkpoint_dir(out)
+    if folder is None:
+        raise CheckpointError(f"{out} holds no checkpoint yet; train first (python -m dlmpaper.train --out {out})")
+    try:
+        return json.loads((folder / "state.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{folder / 'state.json'} is unreadable ({exc}); delete {out} and train again") from None
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -280,51 +396,88 @@ class Run:
         if cfg.max_train_pairs:
             train_rows = train_rows[: cfg.max_train_pairs]
         families.check_family(cfg.family)
+        self.checkpoint = checkpoint_dir(self.out)  # verified; None before the first save
+        remove_stale_checkpoints(self.out)
         tok_dir = self.out / "model"
-        if (tok_dir / "tokenizer.json").exists():
+        saved = self.checkpoint / "model" if self.checkpoint is not None else None
+        if saved is not None and (saved / "tokenizer.json").exists():
+            self.tokenizer = AutoTokenizer.from_pretrained(saved)
+        elif (tok_dir / "tokenizer.json").exists():
             self.tokenizer = AutoTokenizer.from_pretrained(tok_dir)
         elif cfg.family != "masked":  # the other families share the embedded model's tokenizer
             self.tokenizer = AutoTokenizer.from_pretrained(paths.EMBEDDED_MODEL)
-            self.tokenizer.save_pretrained(tok_dir)
+            _save_tokenizer(self.tokenizer, tok_dir)
         else:
             texts = (r["prompt"] + "\n" + r["response"] for r in load_corpus(cfg.corpus, "train"))
             self.tokenizer = embedded.train_tokenizer(texts, cfg.vocab_size)
-            self.tokenizer.save_pretrained(tok_dir)
+            _save_tokenizer(self.tokenizer, tok_dir)
         self.data = encode_pairs(self.tokenizer, train_rows, cfg.response_length)
         self.mask_id = self.tokenizer.convert_tokens_to_ids(embedded.MASK)
         self.unigram = unigram_table(self.tokenizer, self.data, cfg)
-        if (tok_dir / families.FAMILY_JSON).exists():
-            self.model = families.load_family_model(tok_dir, check_manifest=False)[1]
-        elif (tok_dir / "model.safetensors").exists():
-            self.model = AutoModelForMaskedLM.from_pretrained(tok_dir, attn_implementation="sdpa")
-        else:
+        if self.checkpoint is None:
             torch.manual_seed(cfg.seed)
             max_len = max(256, cfg.response_length + 128)  # prompt + response region (default: 256)
             self.model = ModernBertForMaskedLM(embedded.model_config(len(self.tokenizer), cfg.hidden, cfg.layers, cfg.heads, max_len))
             if cfg.family == "continuous":
                 self.model = families.EmbeddingDiffusionLM(self.model)
+        else:
+            self.model = self._resume(self._load_model, saved)
         self.model.to(self.device).train()
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
         self.state = {"step": 0, "tokens_seen": 0, "seconds": 0.0, "log": [], "evals": []}
-        if (self.out / "state.json").exists():
-            self.state = json.loads((self.out / "state.json").read_text())
-            load_optimizer(self.optimizer, self.out / "optimizer.safetensors")
+        if self.checkpoint is not None:
+            self._resume(self._load_training_state)
+            self._check_steps()
 
     def lr_at(self, step: int) -> float:
         """Linear warm-up, then constant (runs are continued across sessions)."""
         return self.cfg.lr * min(1.0, (step + 1) / self.cfg.warmup)
 
+    @staticmethod
+    def _load_model(saved: Path) -> torch.nn.Module:
+        if (saved / families.FAMILY_JSON).exists():
+            return families.load_family_model(saved, check_manifest=False)[1]
+        return AutoModelForMaskedLM.from_pretrained(saved, attn_implementation="sdpa")
+
+    def _load_training_state(self) -> None:
+        self.state = json.loads((self.checkpoint / "state.json").read_text())
+        load_optimizer(self.optimizer, self.checkpoint / "optimizer.safetensors")
+
+    def _resume(self, load, *args):
+        """``load(*args)`` with any failure to read the checkpoint as one :class:`CheckpointError`."""
+        try:
+            return load(*args)
+        except Exception as exc:  # safetensors, transformers and json raise many types for a damaged file
+            why = " (a save of an earlier dlmpaper was cut short)" if self.checkpoint == self.out else ""
+            raise CheckpointError(
+                f"cannot resume from {self.checkpoint}{why}: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}; "
+                f"delete {self.out} and train again, or restore it from a backup"
+            ) from None
+
+    def _check_steps(self) -> None:
+        """The optimizer's step count must equal the saved step (an earlier layout could mix two saves)."""
+        steps = [int(v["step"]) for v in self.optimizer.state_dict()["state"].values() if "step" in v]
+        if steps and max(steps) != self.state["step"]:
+            raise CheckpointError(
+                f"{self.checkpoint} is inconsistent: optimizer state at step {max(steps)}, state.json at step "
+                f"{self.state['step']} (a save was cut short); resuming would diverge: train again with a new --out"
+            )
+
     def save(self) -> None:
-        model_dir = self.out / "model"
-        if self.cfg.family == "masked":
-            self.model.save_pretrained(model_dir)
-        else:
-            families.save_family_model(self.model, model_dir, self.cfg.family)
-        save_optimizer(self.optimizer, self.out / "optimizer.safetensors")
-        (self.out / "config.json").write_text(json.dumps(asdict(self.cfg), indent=1))
-        tmp = self.out / "state.json.tmp"
-        tmp.write_text(json.dumps(self.state))
-        tmp.replace(self.out / "state.json")
+        """Write a checkpoint as one unit (:func:`write_checkpoint`)."""
+        guards.atomic_write_text(self.out / "config.json", json.dumps(asdict(self.cfg), indent=1))
+
+        def write(folder: Path) -> None:
+            model_dir = folder / "model"
+            if self.cfg.family == "masked":
+                self.model.save_pretrained(model_dir)
+            else:
+                families.save_family_model(self.model, model_dir, self.cfg.family)
+            self.tokenizer.save_pretrained(model_dir)
+            save_optimizer(self.optimizer, folder / "optimizer.safetensors")
+            (folder / "state.json").write_text(json.dumps(self.state))
+
+        self.checkpoint = write_checkpoint(self.out, self.state["step"], write)
 
     def step(self) -> float:
         cfg, step = self.cfg, self.state["step"]
@@ -400,28 +553,76 @@ def generation_numbers(model_dir: Path, n_prompts: int = 32) -> dict:
     return numbers
 
 
+class ExportError(ValueError):
+    """``--export`` names a folder that is not safe to replace."""
+
+
+def _export_kind(folder: Path) -> str | None:
+    """The family of an earlier export in ``folder`` (``masked`` for the embedded model's layout)."""
+    if (folder / families.FAMILY_JSON).is_file():
+        try:
+            return str(json.loads((folder / families.FAMILY_JSON).read_text()).get("family"))
+        except (OSError, ValueError, AttributeError):
+            return None
+    return "masked" if (folder / "config.json").is_file() else None
+
+
+def check_export_target(target: Path, family: str) -> None:
+    """``target`` may be replaced by an export of ``family``: it is absent, an empty folder, or an
+    earlier export of the same family whose every file is listed in its ``MANIFEST.sha256``."""
+    target = Path(target)
+    hint = "choose a new or empty folder, e.g. data/family_models/<name>"
+    if target.is_symlink() or (target.exists() and not target.is_dir()):
+        raise ExportError(f"--export {target} is not a folder; {hint}")
+    if not target.exists() or not any(target.iterdir()):
+        return
+    manifest = target / MANIFEST_NAME
+    if not manifest.is_file():
+        raise ExportError(f"--export {target} is not empty and holds no earlier export ({MANIFEST_NAME} missing); "
+                          f"refusing to replace it: {hint}")
+    listed = {line.split(maxsplit=1)[1].strip() for line in manifest.read_text().splitlines() if len(line.split()) == 2}
+    extra = sorted(p.name for p in target.iterdir() if p.name not in listed | {MANIFEST_NAME})
+    if extra:
+        raise ExportError(f"--export {target} holds files that are not part of an export ({', '.join(extra[:5])}); "
+                          f"refusing to replace them: move them away or {hint}")
+    kind = _export_kind(target)
+    if kind != family:
+        raise ExportError(f"--export {target} holds a {kind or 'unrecognised'} model, this run is {family}; {hint}")
+
+
 def export(run_dir: Path, target: Path, command: str) -> None:
-    """Copy the run's model + tokenizer to ``target``, write the training card and MANIFEST.sha256."""
+    """Copy the checkpoint's model (+ tokenizer for the masked family) to ``target`` with the training
+    card and MANIFEST.sha256: written in a sibling folder, then swapped in (:func:`check_export_target`)."""
     from .cardwriter import write_card, write_family_card
 
     run_dir, target = Path(run_dir), Path(target)
-    staging = target.with_name(target.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
     cfg = TrainConfig(**json.loads((run_dir / "config.json").read_text()))
-    # the other families use the embedded model's tokenizer: ship only their weights and config
-    tokenizer_files = shutil.ignore_patterns("tokenizer*", "chat_template.jinja", "special_tokens_map.json")
-    shutil.copytree(run_dir / "model", staging, ignore=None if cfg.family == "masked" else tokenizer_files)
-    run = Run(run_dir, cfg)
-    numbers = evaluate(run.model, run.tokenizer, run.heldout, cfg, run.unigram)
-    if cfg.family == "masked":
-        numbers.update(generation_numbers(staging))
-        write_card(run_dir, staging, command, numbers)
-    else:
-        write_family_card(run_dir, staging, command, numbers)
-    write_manifest(staging)
-    if target.exists():
-        shutil.rmtree(target)
-    staging.replace(target)
+    guards.restore_dir(target)
+    check_export_target(target, cfg.family)
+    folder = checkpoint_dir(run_dir)
+    if folder is None:
+        raise CheckpointError(f"{run_dir} holds no checkpoint yet; train first (python -m dlmpaper.train --out {run_dir})")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{target.name}.export-*"):  # left by a killed export
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.export-"))
+    try:
+        # the other families use the embedded model's tokenizer: ship only their weights and config
+        tokenizer_files = shutil.ignore_patterns("tokenizer*", "chat_template.jinja", "special_tokens_map.json")
+        shutil.copytree(folder / "model", staging, ignore=None if cfg.family == "masked" else tokenizer_files,
+                        dirs_exist_ok=True)
+        run = Run(run_dir, cfg)
+        numbers = evaluate(run.model, run.tokenizer, run.heldout, cfg, run.unigram)
+        if cfg.family == "masked":
+            numbers.update(generation_numbers(staging))
+            write_card(run_dir, staging, command, numbers)
+        else:
+            write_family_card(run_dir, staging, command, numbers)
+        write_manifest(staging)
+        check_export_target(target, cfg.family)  # again: the folder may have changed meanwhile
+        guards.replace_dir(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -457,15 +658,45 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda requested but CUDA is not available; use --device cpu")
+    try:
+        guards.check_seed(args.seed)
+    except ValueError as exc:
+        parser.error(str(exc))
     if args.threads:
         torch.set_num_threads(args.threads)
+    interrupted = {}
+
+    def on_sigterm(signum, frame):
+        interrupted["signal"] = signum
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        return _main(parser, args)
+    except (CheckpointError, ExportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        signum = interrupted.get("signal", signal.SIGINT)
+        print(f"interrupted by {signal.Signals(signum).name}: the last checkpoint in {args.out} is intact; "
+              "resume with the same command", file=sys.stderr)
+        return 128 + signum
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.export is not None:
-        step = json.loads((args.out / "state.json").read_text())["step"]
+        if not (args.out / "config.json").is_file():
+            parser.error(f"{args.out} holds no training run (no config.json); train first or fix --out")
         saved_family = json.loads((args.out / "config.json").read_text()).get("family", "masked")
+        step = read_state(args.out)["step"]
         command = RETRAIN_COMMAND if saved_family == "masked" else f"python -m dlmpaper.train --family {saved_family} --out {args.out}"
         export(args.out, args.export, f"{command} --steps {step}")
         print(f"exported {args.out} -> {args.export}")
         return 0
+    if args.preset == "embedded":
+        check_export_target(paths.EMBEDDED_MODEL, "masked")
     saved = args.out / "config.json"
     cfg = TrainConfig(**json.loads(saved.read_text())) if saved.exists() else TrainConfig()
     cfg.steps, cfg.batch_size, cfg.lr, cfg.seed = args.steps, args.batch_size, args.lr, args.seed
