@@ -6,7 +6,8 @@ shipped with matplotlib) and figures that are reproducible byte for byte, so
 
 * :func:`use_style` - the style; call once at the top of every notebook.
 * :func:`save_figure` - ``figures/NAME.pdf`` + ``figures/NAME.png``, atomic and
-  without timestamps or software versions in the metadata.
+  without timestamps or software versions in the metadata, drawn from coordinates
+  rounded by :func:`snap_figure` (README "Reproducibility": same bytes on another CPU).
 * :data:`FAMILY_COLORS` / :func:`family_color` - one colour per model family
   (Sec. 2 taxonomy; notebooks 01_taxonomy, 02_five_properties).
 * :data:`PROPERTY_LABELS` - the five properties D1-D3, L1-L2 (Sec. 3; notebook 02).
@@ -20,10 +21,12 @@ import os
 import re
 import sys
 import tempfile
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import matplotlib
+import numpy as np
 
 __all__ = [
     "FAMILIES",
@@ -34,8 +37,10 @@ __all__ = [
     "SAVE_FORMATS",
     "PDF_METADATA",
     "PNG_METADATA",
+    "PLOT_DIGITS",
     "use_style",
     "save_figure",
+    "snap_figure",
     "family_color",
     "family_label",
     "token_label",
@@ -76,6 +81,10 @@ SAVE_FORMATS: tuple[str, ...] = ("pdf", "png")
 PDF_METADATA: dict[str, Any] = {"CreationDate": None, "Producer": None, "Creator": None}
 #: PNG text chunks: drop the default ``Software: Matplotlib version...``.
 PNG_METADATA: dict[str, Any] = {"Software": None}
+
+#: Digits kept of every coordinate drawn in data space, relative to its axis: a grid of
+#: span * 10**-PLOT_DIGITS (about 0.001 pixel of a 1200-pixel axis), see :func:`snap_figure`.
+PLOT_DIGITS: int = 6
 
 #: rcParams set by :func:`use_style` after the seaborn theme.
 STYLE_RC: dict[str, Any] = {
@@ -149,6 +158,9 @@ def save_figure(
     with the inline backend (``show=None``) or with ``show=True`` the saved PNG is
     displayed first, so the notebook shows exactly the file in ``figures/``.
 
+    Before rendering, :func:`snap_figure` rounds what the figure draws, so values that
+    differ only in their last bits (another CPU's summation order) give the same files.
+
     Returns ``{"pdf": Path, "png": Path}``. Used by every notebook.
     """
     import matplotlib.pyplot as plt
@@ -165,6 +177,7 @@ def save_figure(
     out_dir = Path(figures_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
+    snap_figure(figure)
     temps: dict[str, Path] = {}
     try:
         # Render every format first; only move into place once all of them succeeded.
@@ -187,6 +200,134 @@ def save_figure(
         for tmp in temps.values():
             tmp.unlink(missing_ok=True)
         plt.close(figure)
+
+
+def snap_figure(fig: Any, digits: int = PLOT_DIGITS) -> None:
+    """Round, in place, everything ``fig`` draws in data coordinates (README "Reproducibility").
+
+    On a linear axis each coordinate goes to a grid of ``10**(E - digits)`` where ``10**E``
+    is the order of magnitude of the axis' span (the autoscaled or set limits), so values
+    that differ by much less than that, including noise around zero, draw identically;
+    on a log axis, and for colour values (images, colour-mapped collections, norms),
+    each value keeps ``digits`` significant digits. Covered: lines, rectangles, polygons
+    and path patches, collections (offsets, path vertices, colour arrays), images, texts
+    and annotations anchored in data coordinates, and the view limits, which are then
+    recomputed from the rounded artists (autoscaled axes) and rounded themselves.
+    Coordinates in axes or figure space (legends, titles, ``fig.text``) are set by code
+    and left alone. The grid is exact decimal arithmetic, the same on every machine.
+    Called by :func:`save_figure`; idempotent.
+    """
+    for ax in fig.axes:
+        _snap_axes(ax, digits)
+
+
+def _snap_axes(ax: Any, digits: int) -> None:
+    from matplotlib.collections import QuadMesh
+    from matplotlib.patches import PathPatch, Polygon, Rectangle
+    from matplotlib.text import Annotation
+
+    rx = _axis_rounder(ax.get_xlim(), ax.get_xscale(), digits)
+    ry = _axis_rounder(ax.get_ylim(), ax.get_yscale(), digits)
+    by_transform = {id(ax.transData): (rx, ry), id(ax.get_xaxis_transform()): (rx, None),
+                    id(ax.get_yaxis_transform()): (None, ry)}
+
+    def rounders(transform: Any) -> tuple[Callable | None, Callable | None]:
+        return by_transform.get(id(transform), (None, None))
+
+    def snap_xy(xy: Any, fx: Callable | None, fy: Callable | None) -> np.ndarray:
+        xy = np.array(xy, dtype=float).reshape(-1, 2)
+        if fx is not None:
+            xy[:, 0] = fx(xy[:, 0])
+        if fy is not None:
+            xy[:, 1] = fy(xy[:, 1])
+        return xy
+
+    for line in ax.lines:
+        fx, fy = rounders(line.get_transform())
+        x = np.asarray(line.get_xdata(orig=False), dtype=float)
+        y = np.asarray(line.get_ydata(orig=False), dtype=float)
+        line.set_data(fx(x) if fx else x, fy(y) if fy else y)
+    for patch in ax.patches:
+        fx, fy = rounders(patch.get_data_transform())
+        if fx is None and fy is None:
+            continue
+        if isinstance(patch, Rectangle):
+            (x0, y0), (x1, y1) = snap_xy([patch.get_xy(), (patch.get_x() + patch.get_width(),
+                                                             patch.get_y() + patch.get_height())], fx, fy)
+            patch.set_bounds(x0, y0, x1 - x0, y1 - y0)
+        elif isinstance(patch, Polygon):
+            patch.set_xy(snap_xy(patch.get_xy(), fx, fy))
+        elif isinstance(patch, PathPatch):
+            path = patch.get_path()
+            path.vertices = snap_xy(path.vertices, fx, fy)
+    for coll in ax.collections:
+        offsets = coll.get_offsets()
+        if offsets is not None and len(offsets):
+            fx, fy = rounders(coll.get_offset_transform())
+            if fx is not None or fy is not None:
+                coll.set_offsets(snap_xy(offsets, fx, fy))
+        fx, fy = rounders(coll.get_transform())
+        if (fx is not None or fy is not None) and not isinstance(coll, QuadMesh):
+            for path in coll.get_paths():
+                path.vertices = snap_xy(path.vertices, fx, fy)
+            coll.stale = True
+        _snap_colors(coll, digits)
+    for image in ax.images:
+        _snap_colors(image, digits)
+    for text in ax.texts:
+        fx, fy = rounders(text.get_transform())
+        if fx is not None or fy is not None:
+            text.set_position(tuple(snap_xy([text.get_position()], fx, fy)[0]))
+        if isinstance(text, Annotation) and text.xycoords == "data":
+            text.xy = tuple(snap_xy([text.xy], rx, ry)[0])
+    if ax.get_autoscalex_on() or ax.get_autoscaley_on():
+        ax.relim()
+        ax.autoscale_view()
+    ax.set_xlim(*rx(np.array(ax.get_xlim(), dtype=float)))
+    ax.set_ylim(*ry(np.array(ax.get_ylim(), dtype=float)))
+
+
+def _snap_colors(mappable: Any, digits: int) -> None:
+    """Colour values and the norm's limits to ``digits`` significant digits (the colour map picks bins)."""
+    values = mappable.get_array()
+    if values is not None and np.issubdtype(np.asarray(values).dtype, np.floating):
+        rounded = _significant(values, digits)
+        if hasattr(mappable, "set_data"):
+            mappable.set_data(rounded)  # AxesImage
+        else:
+            mappable.set_array(rounded)
+    norm = mappable.norm
+    if norm.vmin is not None and norm.vmax is not None:
+        vmin, vmax = _significant(np.array([norm.vmin, norm.vmax], dtype=float), digits)
+        if (vmin, vmax) != (norm.vmin, norm.vmax):
+            norm.vmin, norm.vmax = float(vmin), float(vmax)  # a colorbar follows (norm callbacks)
+
+
+def _axis_rounder(limits: tuple[float, float], scale: str, digits: int) -> Callable[[np.ndarray], np.ndarray]:
+    """Rounding for one axis: an absolute decimal grid below its span (linear), or significant digits."""
+    if scale != "linear":
+        return lambda values: _significant(values, digits)
+    span = abs(float(limits[1]) - float(limits[0]))
+    if not np.isfinite(span) or span == 0.0:
+        span = max(abs(float(v)) for v in limits if np.isfinite(v)) if any(np.isfinite(limits)) else 1.0
+        span = span or 1.0
+    exponent = Decimal(span).adjusted() - digits  # floor(log10(span)) - digits, exactly
+    if exponent < 0:
+        scale_up = float(f"1e{-exponent}")  # an exact float for the exponents used here (< 23)
+        return lambda values: np.rint(np.asarray(values, dtype=float) * scale_up) / scale_up
+    step = float(f"1e{exponent}")
+    return lambda values: np.rint(np.asarray(values, dtype=float) / step) * step
+
+
+def _significant(values: Any, digits: int) -> Any:
+    """Each value to ``digits`` significant digits by correctly rounded decimal formatting."""
+    array = np.ma.asarray(values, dtype=float) if np.ma.isMaskedArray(values) else np.asarray(values, dtype=float)
+    flat = np.asarray(array, dtype=float).ravel()
+    out = np.array([float(f"{v:.{digits - 1}e}") if np.isfinite(v) else v for v in flat.tolist()], dtype=float)
+    out = out.reshape(np.shape(array))
+    if np.ma.isMaskedArray(array):
+        return np.ma.array(out, mask=np.ma.getmaskarray(array))
+    return out
 
 
 def _display_png(path: Path) -> None:

@@ -33,7 +33,15 @@ Notebooks report which model they used with :func:`record_model`, which writes
 
 Executed notebooks are cleaned by :func:`clean_notebook` (no timestamps, durations,
 environment or paths; execution counts 1..n; fixed kernelspec) so a rerun with the
-same parameters on unchanged code leaves ``git status`` clean.
+same parameters on unchanged code leaves ``git status`` clean. Papermill's injected
+``# Parameters`` cell is folded back into the tagged ``parameters`` cell, so the
+committed notebook has one parameters cell: the one a JupyterLab user edits (an
+injected cell below it would silently reset those edits) and the one nbval runs.
+
+Kernels run over IPC sockets in the scratch folder where the OS has them (not TCP on
+localhost, which ipykernel warns about for every notebook), with :func:`numerics_env`:
+one thread and, on x86-64, the AVX2 code paths of PyTorch, MKL and oneDNN, so a CPU with
+more cores or AVX-512 computes the same float32 numbers (README "Reproducibility").
 
 Profile ``paper`` (LLaDA-8B-Instruct on LIMA) first checks hub access and a GPU and
 exits 2 within seconds, before any kernel starts, if either is missing.
@@ -70,6 +78,8 @@ __all__ = [
     "MANIFEST_NAME",
     "TIMINGS_NAME",
     "INJECTED_CELL_ID",
+    "PARAMETERS_TAG",
+    "numerics_env",
     "ReproduceError",
     "PreflightError",
     "NotebookFailed",
@@ -92,7 +102,7 @@ PAPER_MODEL_ID = "GSAI-ML/LLaDA-8B-Instruct"
 PAPER_DATASET_ID = "GAIR/lima"
 MANIFEST_NAME = "MANIFEST.json"
 TIMINGS_NAME = "TIMINGS.json"
-#: Fixed id of papermill's injected-parameters cell (papermill would give it a random one).
+#: Tag of papermill's injected-parameters cell (also its fixed id while a run is staged).
 INJECTED_CELL_ID = "injected-parameters"
 #: In the figures dir: the lock admitting one run at a time, and the journal of a publish in progress.
 LOCK_NAME = ".reproduce.lock"
@@ -100,12 +110,20 @@ JOURNAL_NAME = ".publish-journal.json"
 #: Scratch folders are ``<tmp>/dlmpaper-reproduce-*``; ``RUNNING`` (the PID) marks one in use.
 SCRATCH_PREFIX = "dlmpaper-reproduce-"
 RUNNING_MARKER = "RUNNING"
+#: Tag of the one cell of every notebook that holds its parameters (papermill injects after it).
+PARAMETERS_TAG = "parameters"
 #: Side files written by :func:`record_model`, relative to the (scratch) figures dir.
 MODELS_SUBDIR = ".models"
 #: Environment variable naming the notebook being executed (set for each kernel).
 NOTEBOOK_ENV = "DLMPAPER_NOTEBOOK"
 FIGURES_ENV = "DLMPAPER_FIGURES"
 FIGURE_SUFFIXES = (".pdf", ".png")
+
+#: Kernel environment that pins CPU numerics, on every machine: one thread, so no reduction is
+#: split by the core count ...
+_THREADS_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+#: ... and on x86-64 the AVX2 kernels (AVX-512 ones sum in another order: measured, README).
+_X86_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 _KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 _ERROR_MARKER_TAG = "papermill-error-cell-tag"
@@ -220,8 +238,8 @@ def clean_notebook(nb: Any, *, keep_stderr: bool = False) -> Any:
       ``kernelspec`` fixed to the standard ``python3`` spec; ``language_info.version`` dropped;
     * cells: papermill's and nbclient's per-cell metadata (``papermill``, ``execution``,
       ``ExecuteTime``) and empty ``tags`` dropped; papermill error-marker cells removed;
-      the injected-parameters cell gets the id ``"injected-parameters"``; missing or
-      duplicate ids become ``"cell-<index>"``;
+      the injected-parameters cell folded into the ``parameters`` cell
+      (:func:`fold_injected_parameters`); missing or duplicate ids become ``"cell-<index>"``;
     * code cells: execution counts renumbered 1..n in cell order (outputs follow);
       consecutive stream outputs of one name merged; ``stderr`` streams (progress bars,
       warnings with local paths) dropped unless ``keep_stderr``; widget outputs dropped.
@@ -246,6 +264,7 @@ def clean_notebook(nb: Any, *, keep_stderr: bool = False) -> Any:
             continue
         cells.append(cell)
     nb.cells = cells
+    fold_injected_parameters(nb)
 
     seen: set[str] = set()
     count = 0
@@ -255,8 +274,6 @@ def clean_notebook(nb: Any, *, keep_stderr: bool = False) -> Any:
             cmeta.pop(key, None)
         if "tags" in cmeta and not cmeta["tags"]:
             del cmeta["tags"]
-        if INJECTED_CELL_ID in cmeta.get("tags", []):
-            cell["id"] = INJECTED_CELL_ID
         cid = cell.get("id")
         if not cid or cid in seen:
             cid = f"cell-{index}"
@@ -271,6 +288,96 @@ def clean_notebook(nb: Any, *, keep_stderr: bool = False) -> Any:
     nb.nbformat = 4
     nb.nbformat_minor = max(int(nb.get("nbformat_minor", 5)), 5)  # cell ids need 4.5
     return nb
+
+
+def fold_injected_parameters(nb: Any) -> None:
+    """Move papermill's injected parameter values into the tagged ``parameters`` cell, in place.
+
+    The values are those papermill recorded in ``metadata.papermill.parameters`` (else the
+    injected cell's literals). In the ``parameters`` cell, a name's value is left byte for
+    byte when it already equals the injected one (a default run changes no source),
+    replaced in place when it is a plain ``name = literal`` line that no later line of the
+    cell reads, and otherwise set by a line appended to the cell (papermill's own
+    semantics: the injected cell runs after the parameters cell). The injected cell is
+    then removed; without a ``parameters`` cell it becomes that cell.
+    """
+    injected = [c for c in nb.cells if INJECTED_CELL_ID in c.get("metadata", {}).get("tags", [])]
+    if not injected:
+        return
+    target = next((c for c in nb.cells if PARAMETERS_TAG in c.get("metadata", {}).get("tags", [])), None)
+    if target is None:
+        first = injected[0]
+        first.metadata["tags"] = [PARAMETERS_TAG]
+        first["id"] = PARAMETERS_TAG
+        injected = injected[1:]
+        target = first
+    values: dict[str, Any] = {}
+    recorded = nb.metadata.get("papermill", {}).get("parameters")
+    for cell in injected:
+        values.update(_literal_assignments(cell.source))
+    if recorded is not None:
+        values.update(recorded)
+    target.source = _set_parameters(target.source, values)
+    nb.cells = [c for c in nb.cells if not any(c is i for i in injected)]
+
+
+def _literal_assignments(source: str) -> dict[str, Any]:
+    """``name = literal`` statements of ``source`` (others are skipped)."""
+    import ast
+
+    out: dict[str, Any] = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                out[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                continue
+    return out
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b
+
+
+def _set_parameters(source: str, values: dict[str, Any]) -> str:
+    """``source`` (a parameters cell) with each name in ``values`` set to its value (see above)."""
+    import ast
+
+    from papermill.translators import PythonTranslator
+
+    tree = ast.parse(source)
+    lines = source.splitlines(keepends=True)
+    last: dict[str, ast.Assign] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            last[node.targets[0].id] = node
+    edits: list[tuple[ast.Assign, str]] = []
+    appended: list[str] = []
+    for name, value in values.items():
+        text = PythonTranslator.translate(value)
+        node = last.get(name)
+        if node is not None:
+            try:
+                if _same_value(ast.literal_eval(node.value), value):
+                    continue
+            except ValueError:
+                pass
+            later = [n for n in tree.body if n.lineno > node.end_lineno]
+            read_later = any(isinstance(n, ast.Name) and n.id == name for s in later for n in ast.walk(s))
+            if not read_later:
+                edits.append((node.value, text))
+                continue
+        appended.append(f"{name} = {text}")
+    # Replace value spans bottom-up (ast offsets are UTF-8 byte columns).
+    for value_node, text in sorted(edits, key=lambda e: (e[0].lineno, e[0].col_offset), reverse=True):
+        first, last_line = value_node.lineno - 1, value_node.end_lineno - 1
+        head = lines[first].encode("utf-8")[: value_node.col_offset].decode("utf-8")
+        tail = lines[last_line].encode("utf-8")[value_node.end_col_offset:].decode("utf-8")
+        lines[first: last_line + 1] = [head + text + tail]
+    out = "".join(lines)
+    if appended:
+        out = out.rstrip("\n") + "\n" + "\n".join(appended)
+    return out
 
 
 def _clean_outputs(outputs: list, execution_count: int | None, keep_stderr: bool) -> list:
@@ -460,6 +567,48 @@ def _kernel_dir(scratch: Path) -> Path:
     return scratch / "jupyter"
 
 
+#: Longest path the OS accepts for a Unix socket (sun_path is 108 bytes on Linux, 104 on macOS).
+_MAX_SOCKET_PATH = 100
+
+
+def _kernel_config(scratch: Path) -> Any:
+    """Kernel-manager settings for the notebooks' kernels: IPC sockets (files private to this run,
+    removed with each kernel) instead of TCP on localhost, for which ipykernel prints "Kernel is
+    running over TCP without encryption" at every start. The sockets go in ``scratch``, or where
+    that path is too long for a socket, in a short folder of the system temp dir (removed at
+    exit); TCP stays where there are no Unix sockets (Windows)."""
+    import atexit
+
+    from traitlets.config import Config
+
+    config = Config()
+    if os.name != "posix":
+        return config
+    folder = scratch / "ipc"
+    if len(str(folder / "kernel")) + 8 > _MAX_SOCKET_PATH:  # + "-<port>"
+        folder = Path(tempfile.mkdtemp(prefix="dlmpaper-ipc-"))
+        atexit.register(shutil.rmtree, folder, True)
+    if len(str(folder / "kernel")) + 8 > _MAX_SOCKET_PATH:
+        return config
+    folder.mkdir(parents=True, exist_ok=True)
+    config.KernelManager.transport = "ipc"
+    config.KernelManager.ip = str(folder / "kernel")
+    return config
+
+
+def numerics_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for the notebooks' kernels that fixes their CPU numerics (values already in
+    ``environ``, default ``os.environ``, win: a user's setting is kept). Used by :func:`run` and,
+    for nbval's kernels, by the repository's ``conftest.py``."""
+    import platform
+
+    environ = os.environ if environ is None else environ
+    wanted = dict(_THREADS_ENV)
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        wanted.update(_X86_ENV)
+    return {key: environ.get(key, value) for key, value in wanted.items()}
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -624,9 +773,11 @@ def _execute_all(selected: list[Path], nb_dir: Path, scratch: Path, parameters: 
     stage_nbs = scratch / "notebooks"
     stage_figs.mkdir()
     stage_nbs.mkdir()
-    env = {FIGURES_ENV: str(stage_figs), "PYTHONHASHSEED": "0"}
+    env = {FIGURES_ENV: str(stage_figs), "PYTHONHASHSEED": "0", **numerics_env()}
     if kernel == "python3":
         env["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(_kernel_dir(scratch)), os.environ.get("JUPYTER_PATH")]))
+
+    kernel_config = _kernel_config(scratch)
 
     produced: dict[str, str] = {}  # figure file name -> notebook stem
     seconds: dict[str, float] = {}
@@ -656,6 +807,7 @@ def _execute_all(selected: list[Path], nb_dir: Path, scratch: Path, parameters: 
                     record_timing=False,
                     coalesce_streams=True,
                     kernel_manager_class=_tracked_kernel_manager(),
+                    config=kernel_config,
                 )
         except PapermillExecutionError as err:
             bar.close()

@@ -164,3 +164,119 @@ def test_token_labels_render(tmp_path):
     ax.set_xticks(range(4), [token_label(t) for t in [" the", "\n", "$x$", ""]])
     save_figure(fig, "labels", figures_dir=tmp_path)
     assert plotting.STYLE_RC["pdf.fonttype"] == 42
+
+
+# ----------------------------------------------------------------------------- snap_figure
+# README "Reproducibility": another CPU changes values in their last bits (summation order,
+# vector width); the files must not change. Each figure is drawn twice, from exact inputs and
+# from inputs moved in their last bits, and both saves must give the same PDF and PNG bytes.
+
+
+def _nudge(values, k: int = 0):
+    """Float values moved in their last bits: alternately one ulp up and times (1 + 1e-12)."""
+    array = np.asarray(values, dtype=float)
+    if k % 2:
+        return array * (1 + 1e-12)
+    return np.nextafter(array, np.inf)
+
+
+def _nudge_frame(frame, columns=None):
+    out = frame.copy()
+    for k, col in enumerate(columns or [c for c in frame.columns if frame[c].dtype.kind == "f"]):
+        out[col] = _nudge(frame[col].to_numpy(), k)
+    return out
+
+
+def _everything(nudge: bool):
+    """One figure with every artist kind the notebooks draw, on data with a computed zero."""
+    use_style()
+    rng = np.random.default_rng(3)
+    x = np.linspace(0.0, 1.0, 41)
+    y = np.sin(6 * x) / 3 + 0.5
+    low, high = y - 0.1, y + 0.1
+    heights = rng.random(6)
+    samples = rng.normal(size=300)
+    grid = rng.random((5, 8))
+    zero = (0.1 + 0.2) - 0.3  # 5.6e-17: "zero" that another summation order makes exactly 0
+    if nudge:
+        y, low, high, heights, grid = (_nudge(a, k) for k, a in enumerate((y, low, high, heights, grid)))
+        samples, zero = _nudge(samples, 1), 0.0
+    fig, axes = plt.subplots(2, 2, figsize=(5, 3.6))
+    ax = axes[0, 0]
+    ax.fill_between(x, low, high, alpha=0.3, linewidth=0)
+    ax.plot(x, y, marker=".", label="mean")
+    ax.step(x, np.clip(y - zero, 0, None), where="post")
+    ax.axvline(float(y[5]), color="black", linestyle="--")
+    ax.text(float(x[10]), float(y[10]), "peak", fontsize=6)
+    ax.legend(fontsize=6)
+    ax = axes[0, 1]
+    ax.bar(np.arange(6) + zero, heights, width=0.8)
+    ax.errorbar(np.arange(6), heights, yerr=heights / 10, fmt="o", capsize=2)
+    ax.scatter(np.arange(6), heights * 0.5 + zero, s=8)
+    ax = axes[1, 0]
+    ax.hist(samples, bins=20)
+    ax.set_yscale("log")
+    ax = axes[1, 1]
+    image = ax.imshow(grid, aspect="auto")
+    fig.colorbar(image, ax=ax)
+    return fig
+
+
+def _likes(nudge: bool):
+    from dlmpaper import figures_trap, trap
+
+    table = trap.likes_example("tennis")
+    return figures_trap.plot_likes_exact(_nudge_frame(table) if nudge else table)
+
+
+def _rates(nudge: bool):
+    import pandas as pd
+
+    from dlmpaper import figures_trap
+
+    rows = []
+    for order in ("left_to_right", "random"):
+        for marginals in ("exact", "trained"):
+            for k in (1, 2, 4, 8):
+                # Measured-looking values (not decimal halves such as 0.3140375, which sit exactly
+                # on a rounding boundary of the grid and flip with the last bit: see the README).
+                v = (1 - 1 / k) / np.pi + (0.01 * np.e if marginals == "trained" else 0.0)
+                rows.append(dict(language="agreement", order=order, marginals=marginals, tokens_per_step=k,
+                                 invalid_exact=v, invalid_sim=v + 0.01 / np.sqrt(7),
+                                 sim_ci_low=max(v - 0.04 / np.sqrt(3), 0.0), sim_ci_high=v + 0.05 / np.sqrt(5)))
+    frame = pd.DataFrame(rows)
+    return figures_trap.plot_invalid_rates(_nudge_frame(frame) if nudge else frame)
+
+
+@pytest.mark.parametrize("make", [_everything, _likes, _rates], ids=["every-artist", "likes-exact", "invalid-rates"])
+def test_last_bit_changes_give_identical_files(tmp_path, make):
+    exact = save_figure(make(False), "exact", figures_dir=tmp_path)
+    nudged = save_figure(make(True), "nudged", figures_dir=tmp_path)
+    for fmt in ("pdf", "png"):
+        assert exact[fmt].read_bytes() == nudged[fmt].read_bytes(), fmt
+
+
+def test_without_snapping_last_bit_changes_reach_the_files(tmp_path, monkeypatch):
+    # The control: the nudges above are large enough to change unsnapped files.
+    monkeypatch.setattr(plotting, "snap_figure", lambda fig, digits=plotting.PLOT_DIGITS: None)
+    exact = save_figure(_everything(False), "exact", figures_dir=tmp_path)
+    nudged = save_figure(_everything(True), "nudged", figures_dir=tmp_path)
+    assert exact["pdf"].read_bytes() != nudged["pdf"].read_bytes()
+
+
+def test_snap_grid_follows_the_axis_span_and_is_idempotent():
+    use_style()
+    fig, (lin, log) = plt.subplots(1, 2)
+    lin.plot([0.0, 5.6e-17, 0.123456789, 2.0], [1.0, 1.5, 2.0, 3.0])
+    lin.set_xlim(0, 2)  # span 2: grid 1e-6
+    log.plot([1.0, 2.0], [1e-9 * 1.23456789, 1.0])
+    log.set_yscale("log")
+    plotting.snap_figure(fig)
+    assert list(lin.lines[0].get_xdata()) == [0.0, 0.0, 0.123457, 2.0]
+    assert log.lines[0].get_ydata()[0] == 1.23457e-9  # significant digits on a log axis
+    before = [np.array(ln.get_xydata()) for ax in fig.axes for ln in ax.lines]
+    limits = [(ax.get_xlim(), ax.get_ylim()) for ax in fig.axes]
+    plotting.snap_figure(fig)
+    assert all(np.array_equal(a, np.array(ln.get_xydata())) for a, ln in zip(before, [ln for ax in fig.axes for ln in ax.lines]))
+    assert limits == [(ax.get_xlim(), ax.get_ylim()) for ax in fig.axes]
+    plt.close(fig)

@@ -143,15 +143,16 @@ def test_executed_notebooks_are_clean(published):
                      "output_path", "iopub.", "dlmpaper-reproduce-", str(root)):
         assert volatile not in text, volatile
     nb = nbformat.reads(text, as_version=4)
-    assert [c.id for c in nb.cells] == ["00-c0", "00-c1", INJECTED_CELL_ID, "00-c2", "00-c3"]
-    injected = nb.cells[2]
-    assert 'seed = 0' in injected.source and 'profile = "embedded"' in injected.source
+    # papermill's injected cell is folded into the parameters cell, whose source is unchanged
+    # (the injected values are its defaults): one parameters cell, as JupyterLab users edit it.
+    assert [c.id for c in nb.cells] == ["00-c0", "00-c1", "00-c2", "00-c3"]
+    assert nb.cells[1].source == PARAMS_SRC and nb.cells[1].metadata.tags == ["parameters"]
     counts = [c.execution_count for c in nb.cells if c.cell_type == "code"]
-    assert counts == [1, 2, 3, 4]
+    assert counts == [1, 2, 3]
     outputs = nb.cells[-1].outputs
     assert [o.output_type for o in outputs] == ["execute_result"]  # stderr stream dropped
-    assert outputs[0].execution_count == 4 and outputs[0].data["text/plain"] == "0"
-    assert nb.cells[3].outputs[0].text == "saved alpha_line\n"
+    assert outputs[0].execution_count == 3 and outputs[0].data["text/plain"] == "0"
+    assert nb.cells[2].outputs[0].text == "saved alpha_line\n"
     assert nb.metadata.kernelspec.name == "python3"
     assert "version" not in nb.metadata.language_info
     assert nb.metadata.papermill == {"parameters": {"profile": "embedded", "device": "cpu", "seed": 0}}
@@ -171,7 +172,7 @@ def test_second_run_is_byte_identical(published, tmp_path):
 # ----------------------------------------------------------------------------- failure path
 
 
-def test_failing_notebook_leaves_previous_state_and_names_cell(published, tmp_path, capsys):
+def test_failing_notebook_leaves_previous_state_and_names_cell(published, tmp_path, capfd):
     root, _ = published
     repo = _repo_copy(root, tmp_path / "repo")
     _write(repo / "notebooks", "02_fail.ipynb", [_params_cell(), new_code_cell("x = 1"), new_code_cell("y = x / 0\nprint(y)")])
@@ -183,8 +184,9 @@ def test_failing_notebook_leaves_previous_state_and_names_cell(published, tmp_pa
     # Seed 7 makes 00_alpha draw a different figure; it must not reach figures/.
     code = main(["--notebooks", "00,02,03", "--seed", "7", "--quiet", "--scratch-dir", str(scratch),
                  "--notebooks-dir", str(repo / "notebooks"), "--figures-dir", str(repo / "figures")])
-    err = capsys.readouterr().err
+    err = capfd.readouterr().err  # fd level: the kernels' own stderr too
     assert code == 1
+    assert "without encryption" not in err  # kernels run over IPC sockets, not TCP
     assert "02_fail.ipynb" in err
     assert "cell 2" in err
     assert "y = x / 0" in err
@@ -330,18 +332,58 @@ def test_clean_notebook_strips_volatile_fields():
     assert "widgets" not in clean.metadata
     assert clean.metadata.kernelspec == {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
     assert clean.metadata.language_info == {"name": "python"}
-    assert len(clean.cells) == 4  # error marker removed
+    assert len(clean.cells) == 3  # error marker removed, injected cell folded into the parameters cell
+    assert clean.cells[0].source == PARAMS_SRC.replace("seed = 0", "seed = 1")
     ids = [c.id for c in clean.cells]
-    assert ids[1] == INJECTED_CELL_ID and len(set(ids)) == 4 and ids[3] == "cell-3"
+    assert INJECTED_CELL_ID not in ids and len(set(ids)) == 3 and ids[2] == "cell-2"
     code = [c for c in clean.cells if c.cell_type == "code"]
-    assert [c.execution_count for c in code] == [1, 2, 3, 4]
+    assert [c.execution_count for c in code] == [1, 2, 3]
     assert all("papermill" not in c.metadata and "execution" not in c.metadata for c in code)
-    assert [dict(o) for o in code[2].outputs] == [{"output_type": "stream", "name": "stdout", "text": "ab\n"}]
-    assert code[3].outputs[0].execution_count == 4
+    assert [dict(o) for o in code[1].outputs] == [{"output_type": "stream", "name": "stdout", "text": "ab\n"}]
+    assert code[2].outputs[0].execution_count == 3
     assert clean_notebook(clean) == clean  # idempotent
     kept = clean_notebook(nb, keep_stderr=True)
-    assert [o.name for o in kept.cells[2].outputs] == ["stdout", "stderr", "stdout"]
+    assert [o.name for o in kept.cells[1].outputs] == ["stdout", "stderr", "stdout"]
     nbformat.validate(clean)
+
+
+def test_fold_keeps_defaults_byte_for_byte_and_writes_other_values():
+    source = ('profile = "embedded"  # "embedded" or "paper" · comment\ndevice = "cpu"\nseed = 0\n'
+              "n = 4\nm = n * 2  # reads n\nblocks = [16,\n          None]  # None: one block\n")
+    nb = new_notebook(cells=[_params_cell(), new_code_cell("# Parameters\nseed = 0\n"), new_code_cell("print(seed)")])
+    nb.cells[0].source = source
+    nb.cells[1].metadata["tags"] = [INJECTED_CELL_ID]
+    nb.metadata["papermill"] = {"parameters": {"profile": "embedded", "device": "cpu", "seed": 0}}
+    folded = clean_notebook(nb)
+    assert [c.source for c in folded.cells] == [source, "print(seed)"]
+
+    nb.metadata["papermill"] = {"parameters": {"profile": "paper", "seed": 7, "n": 8, "blocks": [4], "extra": None}}
+    params = clean_notebook(nb).cells[0].source
+    namespace: dict = {}
+    exec(params, namespace)  # what the folded cell computes equals papermill's injection after the cell
+    assert {k: namespace[k] for k in ("profile", "device", "seed", "n", "m", "blocks", "extra")} == {
+        "profile": "paper", "device": "cpu", "seed": 7, "n": 8, "m": 8, "blocks": [4], "extra": None}
+    assert params.splitlines()[0] == 'profile = "paper"  # "embedded" or "paper" · comment'  # comment kept
+    assert params.splitlines()[-2:] == ["n = 8", "extra = None"]  # n is read below its line: set after the cell
+
+
+def test_kernels_use_ipc_sockets_in_the_scratch_folder(tmp_path):
+    config = reproduce._kernel_config(tmp_path)
+    if os.name != "posix":
+        pytest.skip("TCP where there are no Unix sockets")
+    assert config.KernelManager.transport == "ipc"
+    assert Path(config.KernelManager.ip).parent == tmp_path / "ipc"
+    long = reproduce._kernel_config(tmp_path / ("x" * 120)).KernelManager  # too long for a socket path
+    assert long.transport == "ipc" and len(long.ip) < 100 and Path(long.ip).parent.is_dir()
+
+
+def test_numerics_env_pins_threads_and_keeps_user_settings(monkeypatch):
+    env = reproduce.numerics_env({"OMP_NUM_THREADS": "4"})
+    assert env["OMP_NUM_THREADS"] == "4" and env["MKL_NUM_THREADS"] == "1"
+    monkeypatch.setattr("platform.machine", lambda: "x86_64")
+    assert reproduce.numerics_env({})["ATEN_CPU_CAPABILITY"] == "avx2"
+    monkeypatch.setattr("platform.machine", lambda: "arm64")
+    assert "ATEN_CPU_CAPABILITY" not in reproduce.numerics_env({})
 
 
 def test_source_cell_index_accounts_for_injected_cell():
