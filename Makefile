@@ -44,8 +44,10 @@ lock:
 figures: $(STAMP)
 	$(PY) -m dlmpaper.reproduce --profile embedded --device cpu --seed 0
 
+# Strict nbval on every notebook: each printed output must match the committed one (after the
+# sanitizers in tests/nbval_sanitize.cfg); images are not compared (nbval skips image/png).
 test: $(STAMP)
-	$(PY) -m pytest tests notebooks --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider -q
+	$(PY) -m pytest tests notebooks --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider -q
 
 unit: $(STAMP)
 	$(PY) -m pytest tests -q -p no:cacheprovider

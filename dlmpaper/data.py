@@ -183,7 +183,7 @@ def lima_frame(rows: Iterable[dict], *, split: str = "train") -> pd.DataFrame:
 def _lima_error(dataset_id: str, detail: str) -> HubAccessError:
     return HubAccessError(
         f"cannot load LIMA ({dataset_id!r}): {detail}. LIMA is gated: accept its terms on "
-        f"https://huggingface.co/datasets/{dataset_id}, run `huggingface-cli login` on a machine "
+        f"https://huggingface.co/datasets/{dataset_id}, run `hf auth login` on a machine "
         "with hub access (the dataset is then cached), or use `--prompts embedded` offline."
     )
 

@@ -169,7 +169,7 @@ def test_lima_offline_fails_fast_with_the_fix(monkeypatch):
     with pytest.raises(HubAccessError) as err:
         load_prompts("lima", n=100, dataset_id="no-such-org-dlmpaper/lima-mirror")
     message = str(err.value)
-    for needle in ("gated", "accept its terms", "huggingface-cli login", "--prompts embedded"):
+    for needle in ("gated", "accept its terms", "hf auth login", "--prompts embedded"):
         assert needle in message
     assert check_prompt_source("lima") == "lima"  # the cheap check needs no hub access
     assert data.LIMA_ID == "GAIR/lima"
