@@ -48,7 +48,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForMaskedLM, AutoTokenizer, ModernBertForMaskedLM
 
 from . import corpus, embedded, families, guards, paths
-from .models import MANIFEST_NAME, write_manifest
+from .models import MANIFEST_NAME, ManifestError, verify_manifest, write_manifest
 from .training import corrupt, left_padded_positions, masked_logits, sft_loss
 
 RETRAIN_COMMAND = embedded.RETRAIN_COMMAND
@@ -194,9 +194,10 @@ def _digest(path: Path) -> str:
     return sha.hexdigest()
 
 
-def write_checkpoint(out: Path, step: int, write_files) -> Path:
+def write_checkpoint(out: Path, step: int, write_files, fresh_optimizer: bool = False) -> Path:
     """Write a checkpoint with ``write_files(folder)`` into a fresh folder under ``out/checkpoints``,
-    then commit it by replacing ``out/checkpoint.json``; older checkpoints are deleted after that."""
+    then commit it by replacing ``out/checkpoint.json``; older checkpoints are deleted after that.
+    ``fresh_optimizer``: the checkpoint carries no AdamW state (a run seeded from a snapshot)."""
     out = Path(out)
     folder = out / CHECKPOINTS_DIR
     folder.mkdir(parents=True, exist_ok=True)
@@ -214,6 +215,8 @@ def write_checkpoint(out: Path, step: int, write_files) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     pointer = {"format": 1, "step": step, "path": f"{CHECKPOINTS_DIR}/{final.name}", "files": files}
+    if fresh_optimizer:
+        pointer["fresh_optimizer"] = True
     guards.atomic_write_text(out / CHECKPOINT_POINTER, json.dumps(pointer, indent=1) + "\n")
     remove_stale_checkpoints(out)
     return final
@@ -245,7 +248,8 @@ def checkpoint_dir(out: Path) -> Path | None:
         folder, files = out / record["path"], record["files"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{pointer} is unreadable ({exc}); {fix}") from None
-    for name in ("state.json", "optimizer.safetensors"):
+    required = ("state.json",) if record.get("fresh_optimizer") else ("state.json", "optimizer.safetensors")
+    for name in required:
         if name not in files:
             raise CheckpointError(f"{pointer} lists no {name}; {fix}")
     for name, expected in files.items():
@@ -430,8 +434,10 @@ class Run:
             self._check_steps()
 
     def lr_at(self, step: int) -> float:
-        """Linear warm-up, then constant (runs are continued across sessions)."""
-        return self.cfg.lr * min(1.0, (step + 1) / self.cfg.warmup)
+        """Linear warm-up, then constant (runs are continued across sessions). A run seeded from a
+        snapshot (fresh AdamW moments) warms up again from the snapshot's step."""
+        start = self.state.get("optimizer_restart", 0)
+        return self.cfg.lr * min(1.0, (step - start + 1) / self.cfg.warmup)
 
     @staticmethod
     def _load_model(saved: Path) -> torch.nn.Module:
@@ -441,7 +447,8 @@ class Run:
 
     def _load_training_state(self) -> None:
         self.state = json.loads((self.checkpoint / "state.json").read_text())
-        load_optimizer(self.optimizer, self.checkpoint / "optimizer.safetensors")
+        if (self.checkpoint / "optimizer.safetensors").exists() or "optimizer_restart" not in self.state:
+            load_optimizer(self.optimizer, self.checkpoint / "optimizer.safetensors")
 
     def _resume(self, load, *args):
         """``load(*args)`` with any failure to read the checkpoint as one :class:`CheckpointError`."""
@@ -457,7 +464,7 @@ class Run:
     def _check_steps(self) -> None:
         """The optimizer's step count must equal the saved step (an earlier layout could mix two saves)."""
         steps = [int(v["step"]) for v in self.optimizer.state_dict()["state"].values() if "step" in v]
-        if steps and max(steps) != self.state["step"]:
+        if steps and max(steps) != self.state["step"] - self.state.get("optimizer_restart", 0):
             raise CheckpointError(
                 f"{self.checkpoint} is inconsistent: optimizer state at step {max(steps)}, state.json at step "
                 f"{self.state['step']} (a save was cut short); resuming would diverge: train again with a new --out"
@@ -536,6 +543,63 @@ class Run:
                 tqdm.write(f"time limit reached at step {step}; resume with the same command")
                 break
         bar.close()
+
+
+# ----------------------------------------------------------------------------- snapshots
+
+#: Largest weight shard of a snapshot (each file stays under the 25 MB a shipped file may have).
+SNAPSHOT_SHARD = "20MB"
+
+
+def write_snapshot(run_dir: Path, target: Path) -> None:
+    """Copy the run's current model (fp32 safetensors shards of <= 20 MB), tokenizer, config and
+    state (no AdamW moments) to ``target`` with a MANIFEST: what carries a long run from one
+    session to the next in git (``data/training_snapshots/``; resumed with ``--init-from``)."""
+    run_dir, target = Path(run_dir), Path(target)
+    state = read_state(run_dir)
+    model = Run._load_model(checkpoint_dir(run_dir) / "model")
+    tmp = Path(tempfile.mkdtemp(prefix=".snapshot-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp, max_shard_size=SNAPSHOT_SHARD)
+        AutoTokenizer.from_pretrained(checkpoint_dir(run_dir) / "model").save_pretrained(tmp)
+        shutil.copyfile(run_dir / "config.json", tmp / "train_config.json")
+        (tmp / "state.json").write_text(json.dumps(state))
+        readme = target / "README.md"
+        if readme.exists():
+            shutil.copyfile(readme, tmp / "README.md")
+        write_manifest(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        os.rename(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def seed_run_from_snapshot(snapshot: Path, out: Path) -> TrainConfig:
+    """Start run directory ``out`` from a snapshot written by :func:`write_snapshot`: its weights,
+    tokenizer, config and state, with fresh AdamW moments (and a new warm-up) from its step on."""
+    snapshot, out = Path(snapshot), Path(out)
+    if (out / "config.json").exists():
+        raise CheckpointError(f"{out} already holds a run; resume it without --init-from, or pick a new --out")
+    for name in ("train_config.json", "state.json", "config.json", "tokenizer.json"):
+        if not (snapshot / name).is_file():
+            raise CheckpointError(f"{snapshot} is not a training snapshot (no {name}); pass a folder written by --snapshot")
+    verify_manifest(snapshot, fix=f"restore {snapshot} from git")
+    cfg = TrainConfig(**json.loads((snapshot / "train_config.json").read_text()))
+    state = json.loads((snapshot / "state.json").read_text())
+    state["optimizer_restart"] = state["step"]
+    model = AutoModelForMaskedLM.from_pretrained(snapshot, attn_implementation="sdpa")
+    tokenizer = AutoTokenizer.from_pretrained(snapshot)
+
+    def write(folder: Path) -> None:
+        model.save_pretrained(folder / "model")
+        tokenizer.save_pretrained(folder / "model")
+        (folder / "state.json").write_text(json.dumps(state))
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_checkpoint(out, state["step"], write, fresh_optimizer=True)
+    guards.atomic_write_text(out / "config.json", json.dumps(asdict(cfg), indent=1))
+    return cfg
 
 
 def generation_numbers(model_dir: Path, n_prompts: int = 32) -> dict:
@@ -651,6 +715,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save-every", type=int, default=200)
     parser.add_argument("--time-limit", type=float, default=None, help="minutes; stop cleanly (resumable) after this")
     parser.add_argument("--evaluate", action="store_true", help="only evaluate the run's current model")
+    parser.add_argument("--init-from", type=Path, default=None,
+                        help="start a new --out from a training snapshot (its weights and step; fresh AdamW)")
+    parser.add_argument("--snapshot", type=Path, default=None,
+                        help="write the run's current model as a training snapshot here (e.g. data/training_snapshots/general)")
     parser.add_argument("--export", type=Path, default=None, help="copy the run's model + card here (e.g. data/embedded_model)")
     args = parser.parse_args(argv)
     for name in ("steps", "batch_size", "eval_every", "save_every", "eval_pairs"):
@@ -673,7 +741,7 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         return _main(parser, args)
-    except (CheckpointError, ExportError) as exc:
+    except (CheckpointError, ExportError, ManifestError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -686,6 +754,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.snapshot is not None:
+        write_snapshot(args.out, args.snapshot)
+        print(f"snapshot of {args.out} (step {read_state(args.out)['step']}) -> {args.snapshot}")
+        return 0
+    if args.init_from is not None:
+        seed_run_from_snapshot(args.init_from, args.out)
     if args.export is not None:
         if not (args.out / "config.json").is_file():
             parser.error(f"{args.out} holds no training run (no config.json); train first or fix --out")

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from dlmpaper import paths, train
+from dlmpaper.models import ManifestError, verify_manifest
 from dlmpaper.train import CHECKPOINT_POINTER, CHECKPOINTS_DIR, CheckpointError, Run, TrainConfig
 
 TINY = dict(steps=8, batch_size=4, lr=3e-3, warmup=2, hidden=32, layers=1, heads=2, max_train_pairs=200,
@@ -134,3 +135,31 @@ def test_earlier_layout_with_a_half_finished_save_is_refused(tmp_path):
     (tmp_path / "run" / "state.json").write_text(json.dumps(state))
     with pytest.raises(CheckpointError, match="optimizer state at step 4, state.json at step 2"):
         Run(tmp_path / "run", TrainConfig(**TINY))
+
+
+def test_snapshot_carries_weights_and_step_and_seeds_a_run_with_fresh_adamw(tmp_path):
+    """--snapshot writes weights + state without AdamW moments; --init-from starts a new run there
+    (same weights, same step, a new warm-up) that trains, saves and resumes in the normal layout."""
+    from dlmpaper.train import Run, read_state, seed_run_from_snapshot, write_snapshot
+
+    torch.set_num_threads(1)
+    cfg = TrainConfig(steps=6, batch_size=4, lr=3e-3, warmup=4, hidden=32, layers=1, heads=2, max_train_pairs=200,
+                      eval_pairs=8, response_length=24, full_length_share=0.0)
+    run = Run(tmp_path / "a", cfg)
+    run.train(until_step=6, eval_every=1000, save_every=6)
+    write_snapshot(tmp_path / "a", tmp_path / "snap")
+    assert not list((tmp_path / "snap").glob("optimizer*")) and verify_manifest(tmp_path / "snap")
+    seeded_cfg = seed_run_from_snapshot(tmp_path / "snap", tmp_path / "b")
+    seeded = Run(tmp_path / "b", seeded_cfg)
+    assert seeded.state["step"] == 6 and seeded.state["optimizer_restart"] == 6
+    assert seeded.lr_at(6) == pytest.approx(cfg.lr / cfg.warmup), "fresh moments warm up again"
+    for p, q in zip(run.model.parameters(), seeded.model.parameters()):
+        assert torch.equal(p, q)
+    seeded.train(until_step=9, eval_every=1000, save_every=9)
+    again = Run(tmp_path / "b", seeded_cfg)  # the optimizer saved at step 9 has 3 steps: consistent
+    assert read_state(tmp_path / "b")["step"] == 9 and again.state["step"] == 9
+    with pytest.raises(CheckpointError, match="already holds a run"):
+        seed_run_from_snapshot(tmp_path / "snap", tmp_path / "b")
+    (tmp_path / "snap" / "state.json").write_text("{}")
+    with pytest.raises(ManifestError, match="state.json"):
+        seed_run_from_snapshot(tmp_path / "snap", tmp_path / "c")
