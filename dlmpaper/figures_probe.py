@@ -26,13 +26,14 @@ import re
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
 from dlmpaper.plotting import token_label
 from dlmpaper.probe import ProbeResult, per_prompt_values
+from dlmpaper.stats import bootstrap_mean, nanmean, percentile_interval, resample_index
 
 __all__ = [
     "DEFAULT_WINDOWS",
@@ -138,53 +139,13 @@ def corpus_unigram_counts(
 per_prompt_statistics = per_prompt_values
 
 
-def _nanmean(x: np.ndarray, axis: int) -> np.ndarray:
-    """Mean ignoring NaN; NaN (no warning) where every value is NaN."""
-    valid = ~np.isnan(x)
-    count = valid.sum(axis=axis)
-    total = np.where(valid, x, 0.0).sum(axis=axis)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
-
-
-def _percentiles(boots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """2.5% and 97.5% percentiles over axis 0, ignoring NaN resamples (NaN if all are NaN)."""
-    if np.isnan(boots).all():
-        nan = np.full(boots.shape[1:], np.nan)
-        return nan, nan
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanpercentile(boots, 2.5, axis=0), np.nanpercentile(boots, 97.5, axis=0)
-
-
-def _resample_index(n: int, n_boot: int, seed: int) -> np.ndarray:
-    if not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
-        raise ValueError(f"n_boot must be an integer >= 1, got {n_boot!r}")
-    if n < 1:
-        raise ValueError("no prompts to bootstrap over")
-    return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
-
-
-def bootstrap_mean(values: Iterable[float], n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float]:
-    """Mean of ``values`` (one per prompt) and its percentile-bootstrap 95% CI: ``(mean, low, high)``.
-
-    Notebook 03 uses it for shares over prompts (e.g. the headword copying check).
-    """
-    x = np.asarray(list(values), dtype=np.float64)
-    idx = _resample_index(len(x), n_boot, seed)
-    boots = x[idx].mean(axis=1)
-    return float(x.mean()), float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))
-
-
 def _window_values(matrix: np.ndarray, first: int, last: int) -> np.ndarray:
     n_masks = matrix.shape[1]
     if not (1 <= first <= last):
         raise ValueError(f"window ({first}, {last}) must satisfy 1 <= first <= last")
     if first > n_masks:
         raise ValueError(f"window ({first}, {last}) starts after the last mask position {n_masks}")
-    return _nanmean(matrix[:, first - 1 : min(last, n_masks)], axis=1)
+    return nanmean(matrix[:, first - 1 : min(last, n_masks)], axis=1)
 
 
 def window_summary(
@@ -204,19 +165,19 @@ def window_summary(
     """
     windows = dict(DEFAULT_WINDOWS if windows is None else windows)
     stats = per_prompt_statistics(result, reference_ranks)
-    idx = _resample_index(result.n_prompts, n_boot, seed)
+    idx = resample_index(result.n_prompts, n_boot, seed)
     rows = []
     for name, (first, last) in windows.items():
         for stat, matrix in stats.items():
             per_prompt = _window_values(matrix, first, last)
-            low, high = _percentiles(_nanmean(per_prompt[idx], axis=1))
+            low, high = percentile_interval(nanmean(per_prompt[idx], axis=1))
             rows.append(
                 {
                     "window": name,
                     "first": first,
                     "last": min(last, result.n_masks),
                     "statistic": stat,
-                    "mean": float(_nanmean(per_prompt, axis=0)),
+                    "mean": float(nanmean(per_prompt, axis=0)),
                     "ci_low": float(low),
                     "ci_high": float(high),
                     "n_prompts": int((~np.isnan(per_prompt)).sum()),
@@ -248,11 +209,11 @@ def compare_windows(
         raise ValueError(f"unknown statistic {statistic!r}; choose one of {sorted(stats)}")
     a = _window_values(stats[statistic], *near)
     b = _window_values(stats[statistic], *far)
-    idx = _resample_index(result.n_prompts, n_boot, seed)
+    idx = resample_index(result.n_prompts, n_boot, seed)
     out: dict[str, float | bool] = {}
     for key, x in (("near", a), ("far", b), ("diff", a - b)):
-        low, high = _percentiles(_nanmean(x[idx], axis=1))
-        out[key] = float(_nanmean(x, axis=0))
+        low, high = percentile_interval(nanmean(x[idx], axis=1))
+        out[key] = float(nanmean(x, axis=0))
         out[f"{key}_low"] = float(low)
         out[f"{key}_high"] = float(high)
     # NaN comparisons are False: a window without values is never "separated"
@@ -282,15 +243,15 @@ def frequency_class_by_position(
     stats = per_prompt_statistics(result, reference_ranks)
     name = "top1_freq_class_nonend" if exclude_end else "top1_freq_class"
     x = stats[name]
-    idx = _resample_index(result.n_prompts, n_boot, seed)
-    low, high = _percentiles(np.stack([_nanmean(x[row], axis=0) for row in idx]))
+    idx = resample_index(result.n_prompts, n_boot, seed)
+    low, high = percentile_interval(np.stack([nanmean(x[row], axis=0) for row in idx]))
     count = (~np.isnan(x)).sum(axis=0)
     few = count < min_prompts
     return pd.DataFrame(
         {
             "position": np.arange(1, result.n_masks + 1),
             "statistic": name,
-            "mean": np.where(few, np.nan, _nanmean(x, axis=0)),
+            "mean": np.where(few, np.nan, nanmean(x, axis=0)),
             "ci_low": np.where(few, np.nan, low),
             "ci_high": np.where(few, np.nan, high),
             "n_prompts": count,

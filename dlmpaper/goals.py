@@ -14,8 +14,8 @@ per mask position, then:
   from which EOS stays top-1 to the end) and the gold answer's length in tokens.
 
 Every number comes with a 95% percentile-bootstrap interval over prompts (1000 resamples, seed 0).
-Self-contained so that ``dlmpaper.train`` can call :func:`evaluate_goals` during training and
-``dlmpaper.probe`` can take it over later.
+The content-word and statistics helpers are shared with notebook 03 (:mod:`dlmpaper.probe_measures`,
+:mod:`dlmpaper.stats`); ``dlmpaper.train`` calls :func:`evaluate_goals` during training.
 
     python -m dlmpaper.goals --model runs/general/model --threads 1
 """
@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -33,21 +32,11 @@ import numpy as np
 import torch
 
 from . import embedded, general_corpus, paths
+from .probe_measures import content_token_sets
+from .stats import bootstrap_statistic, spearman
 from .training import left_padded_positions
 
 PROBE_MASKS = 128
-#: Words that carry the question's template, not its content (never counted as copied content).
-TEMPLATE_WORDS = set(
-    "what does mean meaning means define definition word words tell about explain explained explanation describe detail "
-    "give example examples sentence write use used using kind kinds thing category belong another synonym antonym opposite "
-    "same part parts difference between compare different call called should would could real english exist spell letters "
-    "many much some name short brief briefly one everything know hacker hackers slang jargon term file origin come comes "
-    "devil devils dictionary ambrose bierce cynical element chemical symbol atomic number weight heavy heavier protons atom "
-    "stands stand which have has people say said".split()
-)
-STOP_WORDS = general_corpus._STOP | set("me i'm into than then them they their there these those also very more most".split())
-
-
 def _render(prompt: str) -> str:
     """LLaDA's chat template as a plain string (the same as ``dlmpaper.train.render_prompt``)."""
     return (f"{embedded.BOS}{embedded.HEADER_START}user{embedded.HEADER_END}\n\n{prompt.strip()}{embedded.EOT}"
@@ -74,23 +63,6 @@ def probe_top3(model, tokenizer, prompts: list[str], masks: int = PROBE_MASKS, b
     return torch.cat(out)
 
 
-def content_pieces(tokenizer, text: str, min_letters: int = 3) -> set[int]:
-    """Word-initial pieces of the content words of ``text``: for each word (not a stop or template
-    word, >= 3 letters) the first token of "word", " word", "Word" and " Word", kept if that token
-    has at least ``min_letters`` letters."""
-    pieces = set()
-    for word in re.findall(r"[A-Za-z][A-Za-z'-]*", text):
-        low = word.lower()
-        if len(low) < 3 or low in STOP_WORDS or low in TEMPLATE_WORDS:
-            continue
-        for form in {low, low.capitalize(), word}:
-            for variant in (form, " " + form):
-                first = tokenizer.encode(variant, add_special_tokens=False)[0]
-                if sum(ch.isalpha() for ch in tokenizer.decode([first])) >= min_letters:
-                    pieces.add(first)
-    return pieces
-
-
 def first_pieces(tokenizer, word: str) -> set[int]:
     """The first token of ``word`` as it follows a quote or starts a word, and after a space."""
     return {tokenizer.encode(variant, add_special_tokens=False)[0] for variant in (word, " " + word)}
@@ -99,25 +71,6 @@ def first_pieces(tokenizer, word: str) -> set[int]:
 def _hits(top3: torch.Tensor, targets: list[set[int]], window: tuple[int, int]) -> np.ndarray:
     lo, hi = window
     return np.array([bool(set(top3[i, lo - 1 : hi].flatten().tolist()) & targets[i]) for i in range(len(targets))], dtype=float)
-
-
-def bootstrap(values: np.ndarray, stat=np.mean, n: int = 1000, seed: int = 0) -> tuple[float, float, float]:
-    """``(estimate, low, high)``: the statistic and its 95% percentile-bootstrap interval over rows."""
-    values = np.asarray(values)
-    if len(values) == 0:
-        return float("nan"), float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    draws = np.array([stat(values[rng.integers(0, len(values), len(values))]) for _ in range(n)], dtype=float)
-    if np.isnan(draws).all():
-        return float(stat(values)), float("nan"), float("nan")
-    return float(stat(values)), float(np.nanpercentile(draws, 2.5)), float(np.nanpercentile(draws, 97.5))
-
-
-def _spearman(pairs: np.ndarray) -> float:
-    if len(pairs) < 3 or np.std(pairs[:, 0]) == 0 or np.std(pairs[:, 1]) == 0:
-        return float("nan")
-    ranks = [np.argsort(np.argsort(pairs[:, k], kind="stable"), kind="stable").astype(float) for k in (0, 1)]
-    return float(np.corrcoef(ranks[0], ranks[1])[0, 1])
 
 
 def end_dominance(top3: torch.Tensor, eos: int) -> np.ndarray:
@@ -151,21 +104,21 @@ def evaluate_goals(model, tokenizer, heldout: list[dict], n_general: int = 256, 
     eos = tokenizer.convert_tokens_to_ids(embedded.EOS)
     general = general_prompts(heldout, n_general)
     top3 = probe_top3(model, tokenizer, [r["prompt"] for r in general], masks)
-    own = [content_pieces(tokenizer, r["prompt"]) for r in general]
+    own = [set(ids) for ids in content_token_sets(tokenizer, [r["prompt"] for r in general])]
     keep = [i for i, p in enumerate(own) if p]
     mismatched = [own[keep[(k + 1) % len(keep)]] for k in range(len(keep))]
     copy = _hits(top3[keep], [own[i] for i in keep], (1, 8))
     copy_mis = _hits(top3[keep], mismatched, (1, 8))
     result = {"n_general": len(keep)}
     for key, values in (("copy_1_8", copy), ("copy_1_8_mismatched", copy_mis), ("copy_1_8_minus_mismatched", copy - copy_mis)):
-        result[key], result[key + "_lo"], result[key + "_hi"] = bootstrap(values)
+        result[key], result[key + "_lo"], result[key + "_hi"] = bootstrap_statistic(values)
     eos_far = (top3[:, 96:128, 0] == eos).float().mean(dim=1).numpy()
     eos_near = (top3[:, 0:16, 0] == eos).float().mean(dim=1).numpy()
     for key, values in (("eos_97_128", eos_far), ("eos_1_16", eos_near)):
-        result[key], result[key + "_lo"], result[key + "_hi"] = bootstrap(values)
+        result[key], result[key + "_lo"], result[key + "_hi"] = bootstrap_statistic(values)
     lengths = [len(ids) for ids in tokenizer([r["response"] for r in general], add_special_tokens=False)["input_ids"]]
     pairs = np.stack([end_dominance(top3, eos), np.array(lengths)], axis=1).astype(float)
-    result["end_length_rho"], result["end_length_rho_lo"], result["end_length_rho_hi"] = bootstrap(pairs, stat=_spearman)
+    result["end_length_rho"], result["end_length_rho_lo"], result["end_length_rho_hi"] = bootstrap_statistic(pairs, stat=spearman)
     invented = invented_prompts()
     top3_inv = probe_top3(model, tokenizer, [p for p, _ in invented], masks)
     words = [first_pieces(tokenizer, w) for _, w in invented]
@@ -174,7 +127,7 @@ def evaluate_goals(model, tokenizer, heldout: list[dict], n_general: int = 256, 
     inv, inv_mis = _hits(top3_inv, words, (1, 8)), _hits(top3_inv, shifted, (1, 8))
     result["n_invented"] = len(invented)
     for key, values in (("invented_1_8", inv), ("invented_1_8_mismatched", inv_mis)):
-        result[key], result[key + "_lo"], result[key + "_hi"] = bootstrap(values)
+        result[key], result[key + "_lo"], result[key + "_hi"] = bootstrap_statistic(values)
     return result
 
 

@@ -181,15 +181,6 @@ def test_compare_windows_detects_and_rejects():
         fp.compare_windows(_result(), "perplexity")
 
 
-def test_bootstrap_mean():
-    assert fp.bootstrap_mean([1.0, 1.0, 1.0]) == (1.0, 1.0, 1.0)
-    mean, low, high = fp.bootstrap_mean([0, 0, 1, 1], n_boot=500, seed=1)
-    assert mean == 0.5 and 0.0 <= low < 0.5 < high <= 1.0
-    assert fp.bootstrap_mean([0, 0, 1, 1], n_boot=500, seed=1) == (mean, low, high)
-    with pytest.raises(ValueError, match="n_boot"):
-        fp.bootstrap_mean([1.0], n_boot=0)
-
-
 def test_frequency_class_by_position():
     freq = fp.frequency_class_by_position(_result(), RANKS, n_boot=100, min_prompts=2)
     assert freq["statistic"].unique().tolist() == ["top1_freq_class_nonend"]
