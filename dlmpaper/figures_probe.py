@@ -5,12 +5,14 @@ tokens after a chat prompt, one forward pass, top-3 tokens at every mask positio
 the prompt the masks predict content words, farther away "the" and punctuation, finally
 end-of-sequence: uniform corruption is not uniform information loss. The probe itself is
 :func:`dlmpaper.probe.positional_probe`; this module turns its result into numbers with
-uncertainties and the three figures of notebook 03:
+uncertainties and the figures of notebook 03:
 
 * :func:`plot_single_prompt` - the paper's single-prompt figure (``03_single_prompt``);
 * :func:`plot_aggregate` - statistics against position with bootstrap bands (``03_aggregate``);
 * :func:`plot_frequency_drift` - frequency class of the top-1 token against position and
   the end-dominance distance histogram (``03_frequency_drift``);
+* :func:`plot_baseline_measures` - copy rate and gold-answer recall against their
+  mismatched-prompt baselines, model and negative controls (``03_baseline_measures``);
 * :func:`per_prompt_statistics`, :func:`window_summary`, :func:`compare_windows`,
   :func:`bootstrap_mean` - the statistics averaged over position windows, CIs over prompts;
 * :func:`corpus_unigram_counts` - a reference unigram table from the shipped WordNet corpus;
@@ -51,6 +53,7 @@ __all__ = [
     "plot_single_prompt",
     "plot_aggregate",
     "plot_frequency_drift",
+    "plot_baseline_measures",
     "model_record",
 ]
 
@@ -526,6 +529,45 @@ def plot_frequency_drift(
     right.set_xlabel("end-dominance position (EOS top-1 from here on)")
     right.set_ylabel("prompts")
     right.set_title(f"where EOS takes over ({len(found)} prompts; never: {never})", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def plot_baseline_measures(measures: Mapping[str, pd.DataFrame], *, title: str | None = None):
+    """Own-prompt vs mismatched-prompt scores by position window, one panel per measure (paper §4).
+
+    ``measures``: panel title -> a tidy table of :func:`dlmpaper.probe_measures.copy_rate` or
+    :func:`~dlmpaper.probe_measures.gold_recall`, stacked over runs with a ``run`` column (the model
+    and its negative controls). Each run is one colour; the solid line is the score against the
+    prompt's own content/answer, the dashed line against another prompt's (the baseline), both with
+    95% bootstrap bands. Figure ``03_baseline_measures`` of notebook 03.
+    """
+    import matplotlib.pyplot as plt
+
+    if not measures:
+        raise ValueError("measures is empty: pass {title: copy_rate(...) or gold_recall(...) with a 'run' column}")
+    fig, axes = plt.subplots(1, len(measures), figsize=(4.6 * len(measures), 3.3), layout="constrained", squeeze=False)
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, (panel, frame) in zip(axes[0], measures.items()):
+        missing = {"run", "window", "scored_against", "mean", "ci_low", "ci_high"} - set(frame.columns)
+        if missing:
+            raise ValueError(f"table {panel!r} lacks {sorted(missing)}; pass copy_rate/gold_recall output with a 'run' column")
+        labels = list(dict.fromkeys(frame["window"]))
+        x = np.arange(len(labels))
+        for g, run in enumerate(dict.fromkeys(frame["run"])):
+            color = palette[g % len(palette)]
+            for against, style in (("own", "-"), ("mismatched", "--")):
+                part = frame[(frame["run"] == run) & (frame["scored_against"] == against)].set_index("window").loc[labels]
+                ax.fill_between(x, part["ci_low"], part["ci_high"], color=color, alpha=0.18, linewidth=0)
+                ax.plot(x, part["mean"], style, color=color, linewidth=1.3, marker="o", markersize=3,
+                        label=f"{run}, {'own' if against == 'own' else 'other prompt'}")
+        ax.set_xticks(x, labels, rotation=45 if len(labels) > 4 else 0, fontsize=7)
+        ax.set_xlabel("mask positions")
+        ax.set_ylabel("share")
+        ax.set_ylim(bottom=0)
+        ax.set_title(panel, fontsize=9)
+    axes[0][-1].legend(fontsize=6, loc="upper right")
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
