@@ -1,6 +1,6 @@
 """One interface over every masked diffusion LM, and the registry of known models.
 
-DESIGN.md "models": encode a chat prompt, append mask tokens, read logits, know the
+docs/ARCHITECTURE.md "Data flow": encode a chat prompt, append mask tokens, read logits, know the
 mask / end-of-sequence ids. The paper's probe (§4, issue (i): 128 masks after a chat
 prompt, one forward pass) and the marginal trap (§4, issue (ii)) both go through
 :class:`DiffusionLM`, so they run unchanged on the embedded model, LLaDA and Dream.
@@ -91,7 +91,7 @@ class TokenIdError(ValueError):
 # --------------------------------------------------------------------------- registry
 @dataclass(frozen=True)
 class ModelSpec:
-    """How to load one model and which special ids it uses (DESIGN.md "Facts").
+    """How to load one model and which special ids it uses (docs/ARCHITECTURE.md "Facts the code relies on").
 
     Ids are resolved in this order: explicit ``*_id``; else the ``*_token`` string
     looked up in the tokenizer; else the tokenizer's own special tokens.
@@ -468,7 +468,7 @@ def _token_id(vocab: dict[str, int], token: str | None) -> int | None:
 
 
 class DiffusionLM:
-    """A masked diffusion LM behind one interface (DESIGN.md "models").
+    """A masked diffusion LM behind one interface (docs/ARCHITECTURE.md "Data flow").
 
     Build it with :func:`load_model`, or wrap an in-memory model directly with
     ``DiffusionLM(model, tokenizer, spec)`` (e.g. right after training).

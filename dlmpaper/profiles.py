@@ -2,7 +2,7 @@
 
 Notebooks never branch on the profile beyond their ``parameters`` cell: they call
 :func:`get_profile` and :func:`load_profile_model` / :func:`load_profile_prompts`.
-(DESIGN.md, "Two scales, one code path".)
+(docs/ARCHITECTURE.md, "Two scales, one code path".)
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Parallel decoders for masked diffusion LMs and the metrics of the marginal trap (paper §4-5, issue (ii)).
 
 :func:`generate` is LLaDA's semi-autoregressive sampler with remasking (Nie et al. 2025,
-Algorithm "low-confidence remasking"; DESIGN.md "Facts"), batched over prompts with left
+Algorithm "low-confidence remasking"; docs/ARCHITECTURE.md "Facts the code relies on"), batched over prompts with left
 padding. It records, per generated position, the step at which the token was committed and
 how confident the model was, and at every step whether the model would now prefer another
 token at positions it committed earlier ("committed states are never revised").

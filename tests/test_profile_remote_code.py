@@ -1,4 +1,4 @@
-"""The ``paper`` profile trusts remote code for its own pinned model only (DESIGN.md "Two scales"; issue 11).
+"""The ``paper`` profile trusts remote code for its own pinned model only (docs/ARCHITECTURE.md "Two scales, one code path").
 
 Notebooks 00, 03 and 04 pass their ``model`` parameter to :func:`dlmpaper.profiles.load_profile_model`.
 """

@@ -1,0 +1,35 @@
+"""The project explains itself: code and notebooks cite the paper or docs/ARCHITECTURE.md, never a
+file outside the repository, and every cited ARCHITECTURE.md section exists."""
+
+from __future__ import annotations
+
+import re
+
+from dlmpaper import paths
+
+SOURCES = ["dlmpaper", "tests", "notebooks", "benchmarks", "docs"]
+SUFFIXES = {".py", ".ipynb", ".md", ".cfg", ".toml", ".yml"}
+
+
+def _texts():
+    for folder in SOURCES:
+        for path in sorted((paths.ROOT / folder).rglob("*")):
+            if path.suffix in SUFFIXES and ".ipynb_checkpoints" not in path.parts and path != __file__:
+                yield path, path.read_text(encoding="utf-8")
+    yield paths.ROOT / "README.md", (paths.ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_nothing_cites_a_file_outside_the_repository():
+    outside = re.compile(r"DESIGN\.md|\.\./shared/")
+    hits = [f"{p.relative_to(paths.ROOT)}: {m.group(0)}" for p, text in _texts() if p.name != "test_self_contained.py"
+            for m in outside.finditer(text)]
+    assert not hits, hits
+
+
+def test_cited_architecture_sections_exist():
+    doc = (paths.ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    headings = {line.lstrip("#").strip() for line in doc.splitlines() if line.startswith("#")}
+    cited = re.compile(r'ARCHITECTURE\.md,?\s+"([^"]+)"')
+    missing = [f"{p.relative_to(paths.ROOT)}: {m.group(1)!r}" for p, text in _texts()
+               for m in cited.finditer(text.replace("\\n", " ")) if m.group(1).rstrip(".") not in headings]
+    assert not missing, missing
