@@ -1,6 +1,6 @@
 """The embedded training corpus: WordNet 3.0 turned into instruction-style pairs.
 
-Paper context: the paper's probes (§4, issue (i)) and the marginal trap (§5, issue (ii))
+Paper context: the paper's probes (§4, issue (i)) and the marginal trap (§4, issue (ii))
 run on LLaDA-8B-Instruct, an SFT'd chat model. To reproduce them offline we train a small
 masked diffusion LM on instruction-style prompt -> response pairs that we can ship. WordNet
 (Princeton's license allows redistribution with its notice) gives definitions, examples,

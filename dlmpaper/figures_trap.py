@@ -1,4 +1,4 @@
-"""Tables and figures of notebook 04_marginal_trap (paper §4-5, issue (ii), the marginal trap).
+"""Tables and figures of notebook 04_marginal_trap (paper §4, issue (ii), the marginal trap).
 
 Paper: "On the Role of Discreteness in Diffusion LLMs" (arXiv 2512.22630). A masked diffusion
 LM is trained token by token, so it learns per-position marginals, not their joint; a step
@@ -140,7 +140,7 @@ def plot_likes_exact(table: pd.DataFrame, *, title: str | None = None):
 # --------------------------------------------------------------------------- figure 2
 def plot_invalid_rates(rates: pd.DataFrame, *, jitter: float = 0.08):
     """Invalid rate of full parallel decoding vs tokens per step, one panel per (order,
-    language) (paper §4-5; figure ``04_invalid_vs_tokens_per_step``). ``rates`` is
+    language) (paper §4, issue (ii); figure ``04_invalid_vs_tokens_per_step``). ``rates`` is
     :func:`dlmpaper.toymodels.toy_invalid_rates` (or several
     :func:`dlmpaper.trap.invalid_rate_by_tokens_per_step` tables concatenated): the exact
     recursion for exact marginals (black line), the simulation with its 95% Wilson interval
@@ -273,7 +273,7 @@ def paired_change(frame: pd.DataFrame, metric: str, *, baseline, compare, column
 def plot_sweep(summary: pd.DataFrame, metrics: Sequence[str] | None = None, *, hue: str = "block_length",
                hue_labels: dict | None = None):
     """Incoherence proxies vs tokens per step, one panel per metric, one line per ``hue``
-    value (mean over prompts with its 95% CI as a band) (paper §5; figure
+    value (mean over prompts with its 95% CI as a band) (paper §4, issue (ii); figure
     ``04_real_model_sweep``). ``summary`` is :func:`summarize_over_prompts` of the sweep
     grouped by ``[hue, "tokens_per_step"]``; ``hue_labels`` maps hue values to legend text."""
     import matplotlib.pyplot as plt
@@ -379,7 +379,7 @@ def revision_rates(check: pd.DataFrame, by: Sequence[str] = ("tokens_per_step",)
 
 def plot_committed_states(by_tps: pd.DataFrame, by_phase: pd.DataFrame | None = None):
     """Share of committed tokens the model would revise if re-masked alone, vs tokens per step
-    (left), and split by when they were committed (right, grouped bars) (paper §5, committed
+    (left), and split by when they were committed (right, grouped bars) (paper §4, issue (ii), committed
     intermediate states; figure ``04_committed_states``). Both tables come from
     :func:`summarize_over_prompts` over :func:`revision_rates`; ``by_tps`` grouped by
     ``tokens_per_step``, ``by_phase`` by ``[tokens_per_step, phase]``."""

@@ -9,10 +9,10 @@ shipped with matplotlib) and figures that are reproducible byte for byte, so
   without timestamps or software versions in the metadata, drawn from coordinates
   rounded by :func:`snap_figure` (README "Reproducibility": same bytes on another CPU).
 * :data:`FAMILY_COLORS` / :func:`family_color` - one colour per model family
-  (Sec. 2 taxonomy; notebooks 01_taxonomy, 02_five_properties).
-* :data:`PROPERTY_LABELS` - the five properties D1-D3, L1-L2 (Sec. 3; notebook 02).
-* :func:`token_label` - readable tokens on axes (Sec. 4.1 probe, notebook
-  03_positional_probe; Sec. 4.2 marginal trap, notebook 04_marginal_trap).
+  (§2 taxonomy; notebooks 01_taxonomy, 02_five_properties).
+* :data:`PROPERTY_LABELS` - the five properties D1-D3, L1-L2 (§3; notebook 02).
+* :func:`token_label` - readable tokens on axes (§4 issue (i) probe, notebook
+  03_positional_probe; §4 issue (ii) marginal trap, notebook 04_marginal_trap).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ __all__ = [
     "token_label",
 ]
 
-#: Model families of the paper's taxonomy (Sec. 2), in the order used on every axis/legend.
+#: Model families of the paper's taxonomy (§2), in the order used on every axis/legend.
 FAMILIES: tuple[str, ...] = ("continuous", "discrete-absorbing", "discrete-uniform", "autoregressive")
 
 #: One fixed colour per family (seaborn "colorblind" hues, written out so they never drift).
@@ -65,7 +65,7 @@ FAMILY_LABELS: dict[str, str] = {
     "autoregressive": "Autoregressive",
 }
 
-#: The five properties of Sec. 3 (diffusion side D1-D3, language side L1-L2), notebook 02.
+#: The five properties of §3 (diffusion side D1-D3, language side L1-L2), notebook 02.
 PROPERTY_LABELS: dict[str, str] = {
     "D1": "D1 smooth corruption",
     "D2": "D2 tractable intermediate states",
@@ -360,7 +360,7 @@ def _check_name(name: str) -> None:
 
 
 def family_color(family: str) -> str:
-    """Colour of a model family (Sec. 2 taxonomy); raises ValueError naming the known families."""
+    """Colour of a model family (§2 taxonomy); raises ValueError naming the known families."""
     try:
         return FAMILY_COLORS[family]
     except KeyError:
@@ -378,7 +378,7 @@ _SPACE_MARK = "\u2423"  # OPEN BOX, in DejaVu Sans
 
 
 def token_label(text: str, *, max_chars: int | None = None) -> str:
-    """Make a decoded token readable on a plot axis (Sec. 4.1 probe tables, notebook 03).
+    """Make a decoded token readable on a plot axis (§4 issue (i) probe tables, notebook 03).
 
     * leading and trailing spaces become ``"␣"`` (one per space), so ``" the"`` -> ``"␣the"``;
       inner spaces are kept;

@@ -1,5 +1,5 @@
 """The decoders of :mod:`dlmpaper.strategies` evaluated exactly on the toy languages (issue 13;
-paper Sec. 4-5, issue (ii), the marginal trap and the remedies it points to).
+paper §4, issue (ii), the marginal trap, and §5, the remedies it points to).
 
 ``dlmpaper.trap`` already gives notebook 04's exact *naive* curve: the invalid rate of decoding
 ``k`` tokens per step in left-to-right or random order (``trap.invalid_rate_by_tokens_per_step``).

@@ -1,4 +1,4 @@
-"""Parallel decoders for masked diffusion LMs and the metrics of the marginal trap (paper §4-5, issue (ii)).
+"""Parallel decoders for masked diffusion LMs and the metrics of the marginal trap (paper §4, issue (ii)).
 
 :func:`generate` is LLaDA's semi-autoregressive sampler with remasking (Nie et al. 2025,
 Algorithm "low-confidence remasking"; docs/ARCHITECTURE.md "Facts the code relies on"), batched over prompts with left
@@ -370,7 +370,7 @@ def generate(
     progress: bool = True,
     strategy=None,
 ) -> GenerationResult:
-    """LLaDA's parallel decoder with remasking (paper §5; Nie et al. 2025), batched with left padding.
+    """LLaDA's parallel decoder with remasking (paper §4, issue (ii); Nie et al. 2025), batched with left padding.
 
     Each prompt (chat-encoded when a str) gets ``gen_length`` masks. The generated region is
     decoded in blocks of ``block_length`` from left to right, each with ``steps / n_blocks``
@@ -744,7 +744,7 @@ def sequential_log_likelihood(
     batch_size: int = 16,
     per_token: bool = False,
 ) -> float | np.ndarray:
-    """Log-likelihood of ``answer_ids`` scored left to right under the same masked LM (paper §5).
+    """Log-likelihood of ``answer_ids`` scored left to right under the same masked LM (paper §4, issue (ii)).
 
     For token ``j``: the answer region (``region_length`` positions after the prompt, default
     ``len(answer_ids)``) holds ``answer[:j]`` and masks from ``j`` on; read ``log p(answer[j])``
@@ -785,7 +785,7 @@ def sequential_log_likelihood(
 # --------------------------------------------------------------------------- revisions
 @torch.no_grad()
 def remask_check(model, result: GenerationResult, *, answer_only: bool = True, batch_size: int = 16) -> pd.DataFrame:
-    """Would the model revise a committed token if asked again? (paper §5, notebook 04).
+    """Would the model revise a committed token if asked again? (paper §4, issue (ii), notebook 04).
 
     For each prompt and generated position ``i`` (up to and including the first end id with
     ``answer_only``), mask position ``i`` alone in the finished sequence and read the model's
@@ -846,7 +846,7 @@ def sweep(
     score_likelihood: bool = True,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """The marginal-trap sweep of notebook 04 (paper §5): decode every prompt at each
+    """The marginal-trap sweep of notebook 04 (paper §4, issue (ii)): decode every prompt at each
     (tokens_per_step, block_length, remasking) and score the answers.
 
     ``block_lengths`` entries of ``None`` mean ``gen_length`` (one block). One row per

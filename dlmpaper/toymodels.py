@@ -1,4 +1,4 @@
-"""Small masked diffusion LMs trained on the exact toy languages (paper Sec. 4, issue (ii)).
+"""Small masked diffusion LMs trained on the exact toy languages (paper §4, issue (ii)).
 
 ``dlmpaper.trap`` computes the marginal trap with the *exact* marginals of a toy language:
 the ideal token-wise model. This module asks whether a real masked diffusion LM, trained on
@@ -255,7 +255,7 @@ def train_toy_model(
     progress: bool = True,
     family: str = "masked",
 ) -> tuple[torch.nn.Module, pd.DataFrame]:
-    """Train a tiny masked diffusion LM on samples of ``lang`` (paper Sec. 2 objective, Sec. 4 trap;
+    """Train a tiny masked diffusion LM on samples of ``lang`` (paper §2 objective, §4 trap;
     notebook 04_marginal_trap).
 
     Each step draws ``batch_size`` sequences from ``lang.sample``, masks every token with
@@ -371,7 +371,7 @@ def sample_partial_states(lang: ToyLanguage, n: int = 512, seed: int = 0, eps: f
 
 def marginal_divergence(model_or_fn, lang: ToyLanguage | str, partials) -> pd.DataFrame:
     """Trained vs exact one-step marginals at every masked position of each partial state
-    (Sec. 4: the trap is exact only if the model learned the exact marginals).
+    (§4: the trap is exact only if the model learned the exact marginals).
 
     ``model_or_fn``: a toy model or a ``MarginalFn``; ``partials``: an int array ``(n, L)`` or a
     list of partial sequences (``"I _ _"``). Tidy rows: ``state, position, kl`` (KL(exact ||
@@ -482,7 +482,7 @@ def toy_invalid_rates(
     root: Path | None = None,
 ) -> pd.DataFrame:
     """Invalid rate of full parallel decoding vs tokens per step, the trained model's marginals
-    next to the exact ones (Sec. 4, issue (ii); notebook 04_marginal_trap, figure "invalid rate
+    next to the exact ones (§4, issue (ii); notebook 04_marginal_trap, figure "invalid rate
     vs k, trained vs exact").
 
     For each language (default: every shipped toy model), order and ``k`` in ``tokens_per_step``
@@ -514,7 +514,7 @@ def toy_model_quality(
     models: Mapping | None = None,
     root: Path | None = None,
 ) -> pd.DataFrame:
-    """How close each trained toy model is to the ideal token-wise model (Sec. 4; notebook
+    """How close each trained toy model is to the ideal token-wise model (§4; notebook
     04_marginal_trap, and the training cards).
 
     One row per language: over ``n_states`` partially masked states drawn like training inputs
@@ -555,7 +555,7 @@ def _card(lang: ToyLanguage, info: dict, rates: pd.DataFrame | None) -> str:
         f"({lang.description}; {lang.sequences.shape[0]} sequences of length {lang.length}, "
         f"vocabulary {lang.vocab} + `[MASK]` (id {lang.mask_id}) + an unused pad id).",
         "Used by `dlmpaper.toymodels` (notebooks 04_marginal_trap and 02_five_properties, property L2):",
-        "the marginal trap of paper Sec. 4 (issue (ii)) with a *trained* model's marginals next to the exact ones.",
+        "the marginal trap of paper §4 (issue (ii)) with a *trained* model's marginals next to the exact ones.",
         "",
         "## Training",
         "",

@@ -1,4 +1,4 @@
-"""The marginal trap, computed exactly on toy languages (paper Sec. 4, issue (ii)).
+"""The marginal trap, computed exactly on toy languages (paper §4, issue (ii)).
 
 A masked diffusion LM is trained token-wise: at every masked position it learns the
 *marginal* of that token given the visible ones. Decoding several masked positions in
@@ -227,7 +227,7 @@ OBJECTS = ("tennis", "music", "chess")
 
 
 def agreement_language() -> ToyLanguage:
-    """Subject-verb agreement, the paper's example (Sec. 4, issue (ii)): ``subject verb object``.
+    """Subject-verb agreement, the paper's example (§4, issue (ii)): ``subject verb object``.
 
     Subjects {I, you, we, they} take "like"/"play", {he, she} take "likes"/"plays";
     objects {tennis, music, chess}. Uniform over the 36 valid sentences
@@ -371,7 +371,7 @@ def _product_mass(margs: list[np.ndarray], comps: np.ndarray) -> np.ndarray:
 
 
 def parallel_invalid_probability(lang: ToyLanguage, partial, positions=None) -> float:
-    """Closed-form probability that one parallel step yields an invalid sequence (Sec. 4).
+    """Closed-form probability that one parallel step yields an invalid sequence (§4).
 
     Decoding model: the chosen masked positions ``S`` (default: all masked) are sampled in
     ONE step, independently, each from its exact marginal given the visible tokens; the
@@ -508,7 +508,7 @@ class ModelMarginalDecoder:
     Start from the fully masked sequence; in each step choose ``min(k, #masked)``
     masked positions (``order="left_to_right"``: the leftmost; ``"random"``: a uniformly
     random subset) and sample their tokens independently from the marginals given what is
-    committed so far. ``n_steps = ceil(L / k)``. Paper Sec. 4 (issue (ii)): the trap grows
+    committed so far. ``n_steps = ceil(L / k)``. Paper §4 (issue (ii)): the trap grows
     with k. Notebooks 04_marginal_trap, 02_five_properties.
     """
 
@@ -637,7 +637,7 @@ def invalid_rate_by_tokens_per_step(
     exact: bool = True,
     marginals_label: str | None = None,
 ) -> pd.DataFrame:
-    """Invalid rate of full parallel decoding vs tokens committed per step (Sec. 4,
+    """Invalid rate of full parallel decoding vs tokens committed per step (§4,
     issue (ii); notebook 04_marginal_trap, figure "invalid rate vs k").
 
     For each ``k`` the decoder of :class:`ModelMarginalDecoder` runs from the fully masked
@@ -664,7 +664,7 @@ def invalid_rate_by_tokens_per_step(
 
 
 def likes_example(obj: str = "tennis") -> pd.DataFrame:
-    """The paper's "I likes tennis" example, exactly (Sec. 4, issue (ii); notebook
+    """The paper's "I likes tennis" example, exactly (§4, issue (ii); notebook
     04_marginal_trap draws ``joint`` and ``product`` as two heatmaps).
 
     Agreement language, partial ``"_ _ <obj>"``: one row per (subject, verb) with the

@@ -1,4 +1,4 @@
-"""Tests for dlmpaper.figures_trap: tables and figures of notebook 04_marginal_trap (paper §4-5, issue (ii))."""
+"""Tests for dlmpaper.figures_trap: tables and figures of notebook 04_marginal_trap (paper §4, issue (ii))."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Tests for dlmpaper.sampling: LLaDA's parallel decoder, its records, and the marginal-trap metrics
-(paper §5, notebook 04_marginal_trap)."""
+(paper §4, issue (ii), notebook 04_marginal_trap)."""
 
 from __future__ import annotations
 

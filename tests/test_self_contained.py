@@ -33,3 +33,11 @@ def test_cited_architecture_sections_exist():
     missing = [f"{p.relative_to(paths.ROOT)}: {m.group(1)!r}" for p, text in _texts()
                for m in cited.finditer(text.replace("\\n", " ")) if m.group(1).rstrip(".") not in headings]
     assert not missing, missing
+
+
+def test_one_paper_section_numbering():
+    """§2 taxonomy, §3 the five properties, §4 issues (i) probe and (ii) marginal trap, §5 remedies."""
+    wrong = re.compile(r"Sec\. ?\d|§4-5|§5,? issue|§4\.\d")
+    hits = [f"{p.relative_to(paths.ROOT)}: {m.group(0)}" for p, text in _texts() if p.name != "test_self_contained.py"
+            for m in wrong.finditer(text)]
+    assert not hits, hits

@@ -1,5 +1,5 @@
 """Tests for dlmpaper.toymodels: masked diffusion LMs trained on the exact toy languages
-(paper Sec. 4, issue (ii); notebook 04_marginal_trap)."""
+(paper §4, issue (ii); notebook 04_marginal_trap)."""
 
 from __future__ import annotations
 

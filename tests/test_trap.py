@@ -1,4 +1,4 @@
-"""Tests for dlmpaper.trap: the marginal trap (paper Sec. 4, issue (ii)), exact and simulated."""
+"""Tests for dlmpaper.trap: the marginal trap (paper §4, issue (ii)), exact and simulated."""
 
 from __future__ import annotations
 
