@@ -69,14 +69,14 @@ def test_environment_yml_matches_pyproject():
     assert _project()["requires-python"] == ">=" + python.split("=", 1)[1], "requires-python and environment.yml's python"
 
 
-def test_requires_python_is_what_the_pins_need():
+def test_running_python_and_torch_are_what_pyproject_says():
     # accelerate 1.16, numpy 2.4 and pandas 3.1 need Python 3.11; tomllib (used here) is 3.11+ too.
-    assert _project()["requires-python"] == ">=3.11"
-    assert sys.version_info >= (3, 11)
+    minimum = tuple(int(x) for x in _project()["requires-python"].removeprefix(">=").split("."))
+    assert sys.version_info[:2] >= minimum, f"Python {sys.version_info[:2]} is below requires-python {minimum}"
+    import torch
 
-
-def test_torch_is_the_pinned_cpu_wheel_version():
-    assert project_pins()["torch"] == "2.13.0"
+    assert torch.__version__.split("+")[0] == project_pins()["torch"], (
+        f"installed torch {torch.__version__} is not the pinned {project_pins()['torch']}: rerun make (clean-venv first)")
 
 
 def test_lock_pins_every_direct_dependency_at_the_same_version():

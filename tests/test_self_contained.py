@@ -41,3 +41,11 @@ def test_one_paper_section_numbering():
     hits = [f"{p.relative_to(paths.ROOT)}: {m.group(0)}" for p, text in _texts() if p.name != "test_self_contained.py"
             for m in wrong.finditer(text)]
     assert not hits, hits
+
+
+def test_readme_module_map_names_every_module():
+    readme = (paths.ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme[readme.index("dlmpaper/   "):readme.index("data/       ")]
+    modules = sorted(p.stem for p in (paths.ROOT / "dlmpaper").glob("*.py") if p.stem != "__init__")
+    missing = [m for m in modules if not re.search(rf"\b{m}\b", block)]
+    assert not missing, f"README's module map lacks {missing}"
