@@ -17,17 +17,14 @@ uncertainties and the figures of notebook 03:
   :func:`bootstrap_mean` - the statistics averaged over position windows, CIs over prompts;
 * :func:`corpus_unigram_counts` - a reference unigram table from the shipped WordNet corpus;
 * :func:`headword_copy_check` - does the probe copy the prompt's headword to its gold position;
-* :func:`model_record` - the model entry for the figures manifest.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 from collections import Counter
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -54,7 +51,6 @@ __all__ = [
     "plot_aggregate",
     "plot_frequency_drift",
     "plot_baseline_measures",
-    "model_record",
 ]
 
 #: Position windows (1-based, inclusive) used for the notebook's numbers: right after the
@@ -571,34 +567,3 @@ def plot_baseline_measures(measures: Mapping[str, pd.DataFrame], *, title: str |
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
-
-
-# --------------------------------------------------------------------------- manifest
-def model_record(model) -> dict:
-    """What notebook 03 passes to :func:`dlmpaper.reproduce.record_model` for a loaded ``DiffusionLM``.
-
-    ``revision`` is the sha256 of a local checkpoint's ``model.safetensors`` (the shipped
-    embedded model; a relative path is resolved against the repository root), else the
-    adapter's ``revision`` (hub commit).
-    """
-    from dlmpaper import paths
-
-    revision = getattr(model, "revision", None)
-    hub_id = getattr(model, "hub_id", None)
-    if hub_id:
-        for base in (Path(str(hub_id)), paths.ROOT / str(hub_id)):
-            weights = base / "model.safetensors"
-            if weights.is_file():
-                digest = hashlib.sha256()
-                with open(weights, "rb") as fh:
-                    for chunk in iter(lambda: fh.read(1 << 20), b""):
-                        digest.update(chunk)
-                revision = digest.hexdigest()
-                break
-    return {
-        "model_id": str(getattr(model, "name", hub_id)),
-        "hub_id": None if hub_id is None else str(hub_id),
-        "revision": revision,
-        "dtype": str(getattr(model, "dtype", "")).removeprefix("torch."),
-        "uses": "one forward pass per prompt batch: predicted distributions at 128 mask positions",
-    }

@@ -12,7 +12,6 @@ tokens); autoregressive LMs are the reference point. This module turns the taxon
 * :func:`change_levels`, :func:`change_summary`, :func:`kept_fraction` - at which noise level
   each position stops showing its original token (properties D1/L1);
 * :func:`plot_forward_processes` - the grid figure (``01_forward_processes``);
-* :func:`model_record` - the model entry for the figures manifest.
 """
 
 from __future__ import annotations
@@ -42,7 +41,6 @@ __all__ = [
     "change_summary",
     "kept_fraction",
     "plot_forward_processes",
-    "model_record",
 ]
 
 #: The three forward processes, in display order (discrete first, as in the paper's §2 table).
@@ -457,24 +455,3 @@ def plot_forward_processes(
     fig.legend(handles=legend, loc="outside lower center", ncols=len(legend), fontsize=6.5,
                handlelength=1.2, columnspacing=1.0)
     return fig
-
-
-def model_record(model) -> dict:
-    """What notebook 01 passes to :func:`dlmpaper.reproduce.record_model` for a loaded ``DiffusionLM``.
-
-    ``revision`` is the sha256 of a local checkpoint's ``model.safetensors`` (the shipped
-    embedded model), else the adapter's ``revision``; ``uses`` says which parts notebook 01 reads.
-    """
-    import hashlib
-    from pathlib import Path
-
-    revision = getattr(model, "revision", None)
-    weights = Path(str(model.hub_id)) / "model.safetensors" if model.hub_id else None
-    if weights is not None and weights.is_file():
-        digest = hashlib.sha256()
-        with open(weights, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-        revision = digest.hexdigest()
-    return {"model_id": model.name, "revision": revision, "dtype": str(model.dtype).removeprefix("torch."),
-            "uses": "tokenizer and input embedding matrix"}

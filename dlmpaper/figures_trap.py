@@ -18,7 +18,6 @@ this module only turns their tidy tables into numbers with uncertainties and fig
 * :func:`end_fill_by_step` - which positions get end tokens at each step (one block);
 * :func:`commit_phase`, :func:`revision_rates`, :func:`plot_committed_states` - how often
   a committed token would be revised (``04_committed_states``);
-* :func:`toy_model_record` - the manifest entry of a shipped toy model.
 
 Every plotting function takes DataFrames and returns a matplotlib Figure (saved by the
 notebook with :func:`dlmpaper.plotting.save_figure`).
@@ -26,9 +25,7 @@ notebook with :func:`dlmpaper.plotting.save_figure`).
 
 from __future__ import annotations
 
-import hashlib
 import textwrap
-from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -49,7 +46,6 @@ __all__ = [
     "commit_phase",
     "revision_rates",
     "plot_committed_states",
-    "toy_model_record",
 ]
 
 #: Axis labels of the sweep metrics (columns of :func:`dlmpaper.sampling.sweep`).
@@ -422,17 +418,3 @@ def plot_committed_states(by_tps: pd.DataFrame, by_phase: pd.DataFrame | None = 
     for a in axes.flat:
         a.set_ylim(0.0, top)
     return fig
-
-
-# --------------------------------------------------------------------------- manifest
-def toy_model_record(name: str, root: str | Path | None = None) -> dict:
-    """What notebook 04 passes to :func:`dlmpaper.reproduce.record_model` for a shipped toy
-    model: ``model_id`` ``toy/<language>``, ``revision`` = sha256 of its ``model.safetensors``."""
-    from dlmpaper import toymodels
-
-    lang = toymodels.toy_language(name)
-    weights = Path(root if root is not None else toymodels.TOY_MODELS) / lang.name / "model.safetensors"
-    if not weights.is_file():
-        raise FileNotFoundError(f"no toy model weights at {weights}; train them with `{toymodels.RETRAIN_COMMAND}`")
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
-    return {"model_id": f"toy/{lang.name}", "hub_id": None, "revision": digest, "dtype": "float32"}

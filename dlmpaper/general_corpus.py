@@ -31,7 +31,6 @@ Used by ``dlmpaper.train --corpus general`` and ``dlmpaper.goals`` (the probe go
 from __future__ import annotations
 
 import argparse
-import base64
 import gzip
 import hashlib
 import json

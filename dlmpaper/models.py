@@ -14,7 +14,6 @@ without loading anything so callers (CLI, notebooks) can fail before expensive w
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import inspect
 import os
 import re
@@ -60,7 +59,7 @@ __all__ = [
 #: Command that rebuilds the shipped embedded checkpoint (named in every checkpoint error).
 from .embedded import RETRAIN_COMMAND  # noqa: E402  (one place for the recipe)
 #: Checksum file shipped next to the embedded checkpoint (``<sha256>  <filename>`` lines).
-MANIFEST_NAME = "MANIFEST.sha256"
+from .provenance import MANIFEST_NAME, sha256_file  # noqa: E402
 
 
 # --------------------------------------------------------------------------- errors
@@ -317,7 +316,7 @@ def write_manifest(directory: str | os.PathLike) -> None:
     :func:`verify_manifest` checks at load time; used for every checkpoint we ship)."""
     directory = Path(directory)
     lines = [
-        f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path.name}\n"
+        f"{sha256_file(path)}  {path.name}\n"
         for path in sorted(directory.iterdir())
         if path.is_file() and path.name != MANIFEST_NAME
     ]
@@ -353,14 +352,11 @@ def verify_manifest(directory: str | os.PathLike, *, fix: str = _EMBEDDED_FIX) -
             raise ManifestError(
                 f"{target} is listed in {MANIFEST_NAME} but missing. Fix: {fix}."
             )
-        digest = hashlib.sha256()
-        with open(target, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-        if digest.hexdigest() != expected:
+        actual = sha256_file(target)
+        if actual != expected:
             raise ManifestError(
                 f"{target} does not match {MANIFEST_NAME} (file changed or truncated: sha256 "
-                f"{digest.hexdigest()[:12]}..., expected {expected[:12]}...). Fix: {fix}."
+                f"{actual[:12]}..., expected {expected[:12]}...). Fix: {fix}."
             )
         checked.append(fname)
     return checked

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -594,15 +593,3 @@ def agreement_table(measured: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame
     merged = measured.merge(ref[["paper_family", "property", "paper", "paper_source"]], on=["paper_family", "property"], how="left")
     merged["agrees"] = merged["judgement"] == merged["paper"]
     return merged
-
-
-def checkpoint_digest(directory) -> str:
-    """The sha256 of ``model.safetensors`` as listed in the folder's ``MANIFEST.sha256`` (checked at
-    load), for ``reproduce.record_model``."""
-    from .models import MANIFEST_NAME
-
-    for line in (Path(directory) / MANIFEST_NAME).read_text().splitlines():
-        digest, _, name = line.partition("  ")
-        if name.strip() == "model.safetensors":
-            return digest
-    raise ValueError(f"{directory}/{MANIFEST_NAME} does not list model.safetensors")

@@ -52,7 +52,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import hashlib
 import json
 import os
 import re
@@ -68,6 +67,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from dlmpaper import guards
+from dlmpaper.provenance import sha256_file
 
 __all__ = [
     "PROFILES",
@@ -609,12 +609,8 @@ def numerics_env(environ: dict[str, str] | None = None) -> dict[str, str]:
     return {key: environ.get(key, value) for key, value in wanted.items()}
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _snapshot(folder: Path) -> dict[str, str]:
-    return {p.name: _sha256(p) for p in sorted(folder.iterdir()) if p.is_file() and p.suffix in FIGURE_SUFFIXES}
+    return {p.name: sha256_file(p) for p in sorted(folder.iterdir()) if p.is_file() and p.suffix in FIGURE_SUFFIXES}
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -977,7 +973,7 @@ def _build_manifest(fig_dir: Path, stage_figs: Path, produced: dict[str, str], s
         fig_entries[name] = {
             "notebook": stem,
             "parameters": dict(parameters),
-            "sha256": _sha256(path),
+            "sha256": sha256_file(path),
             "bytes": path.stat().st_size,
         }
     models: dict[str, Any] = {}

@@ -27,7 +27,6 @@ uses the new layout and leaves the old files as they are.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -49,6 +48,7 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer, ModernBertForMaske
 
 from . import corpus, embedded, families, guards, paths
 from .models import MANIFEST_NAME, ManifestError, verify_manifest, write_manifest
+from .provenance import sha256_file
 from .training import corrupt, left_padded_positions, masked_logits, sft_loss
 
 RETRAIN_COMMAND = embedded.RETRAIN_COMMAND
@@ -186,14 +186,6 @@ class CheckpointError(RuntimeError):
     """A run directory's checkpoint is damaged or inconsistent (one line naming the fix)."""
 
 
-def _digest(path: Path) -> str:
-    sha = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            sha.update(chunk)
-    return sha.hexdigest()
-
-
 def write_checkpoint(out: Path, step: int, write_files, fresh_optimizer: bool = False) -> Path:
     """Write a checkpoint with ``write_files(folder)`` into a fresh folder under ``out/checkpoints``,
     then commit it by replacing ``out/checkpoint.json``; older checkpoints are deleted after that.
@@ -210,7 +202,7 @@ def write_checkpoint(out: Path, step: int, write_files, fresh_optimizer: bool = 
         for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
             with open(path, "rb+") as fh:
                 os.fsync(fh.fileno())
-            files[path.relative_to(tmp).as_posix()] = _digest(path)
+            files[path.relative_to(tmp).as_posix()] = sha256_file(path)
         os.rename(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -256,7 +248,7 @@ def checkpoint_dir(out: Path) -> Path | None:
         path = folder / name
         if not path.is_file():
             raise CheckpointError(f"checkpoint file {path} is missing; {fix}")
-        if _digest(path) != expected:
+        if sha256_file(path) != expected:
             raise CheckpointError(f"checkpoint file {path} does not match {pointer} (changed or truncated); {fix}")
     return folder
 

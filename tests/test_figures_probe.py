@@ -6,7 +6,6 @@ positions 1-4 prompt-specific content tokens, 5-8 "the"/".", 9-12 end-of-sequenc
 
 from __future__ import annotations
 
-import hashlib
 import math
 
 import matplotlib
@@ -271,17 +270,3 @@ def test_plot_aggregate_and_drift():
     assert sum(p.get_height() for p in right.patches) == N_PROMPTS  # every prompt ends in EOS at 9
     with pytest.raises(ValueError, match="top1_freq_class"):
         fp.plot_frequency_drift({"x": summary}, ends, N_MASKS)
-
-
-def test_model_record(tmp_path):
-    weights = tmp_path / "model.safetensors"
-    weights.write_bytes(b"weights")
-
-    class Fake:
-        name, hub_id, revision, dtype = "tiny", str(tmp_path), None, "torch.float32"
-
-    record = fp.model_record(Fake())
-    assert record["model_id"] == "tiny" and record["dtype"] == "float32"
-    assert record["revision"] == hashlib.sha256(b"weights").hexdigest()
-    Fake.hub_id, Fake.revision = "org/remote-model", "abc123"
-    assert fp.model_record(Fake())["revision"] == "abc123"

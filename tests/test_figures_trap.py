@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 
 import matplotlib
 
@@ -219,15 +218,3 @@ def test_plot_committed_states_panels_and_axis_from_zero():
     bars = [p for p in right.patches if isinstance(p, Rectangle)]
     assert len(bars) == 2 * 2  # two tokens-per-step values x early/late
     assert ft.plot_committed_states(by_k).axes[0].get_title() == "all committed tokens"
-
-
-# --------------------------------------------------------------------------- manifest
-def test_toy_model_record_hashes_the_weights(tmp_path):
-    folder = tmp_path / "agreement"
-    folder.mkdir()
-    (folder / "model.safetensors").write_bytes(b"weights")
-    rec = ft.toy_model_record("agreement", root=tmp_path)
-    assert rec["model_id"] == "toy/agreement"
-    assert rec["revision"] == hashlib.sha256(b"weights").hexdigest()
-    with pytest.raises(FileNotFoundError, match="--train"):
-        ft.toy_model_record("copy", root=tmp_path)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
-from types import SimpleNamespace
 
 import matplotlib
 
@@ -203,13 +201,3 @@ def test_cell_text():
     assert ft._cell_text(" the", 8) == "the"
     assert ft._cell_text("\ufffd", 8) == "<bytes>"
     assert ft._cell_text(" international", 5) == "inte\u2026"
-
-
-def test_model_record_hashes_local_weights(tmp_path):
-    (tmp_path / "model.safetensors").write_bytes(b"abc")
-    model = SimpleNamespace(name="embedded", hub_id=str(tmp_path), revision=None, dtype=torch.float32)
-    rec = ft.model_record(model)
-    assert rec["revision"] == hashlib.sha256(b"abc").hexdigest()
-    assert rec["model_id"] == "embedded" and rec["dtype"] == "float32"
-    hub = SimpleNamespace(name="x", hub_id="org/x", revision="r1", dtype=torch.bfloat16)
-    assert ft.model_record(hub)["revision"] == "r1"
