@@ -8,8 +8,9 @@ and LLaDA's chat template shape. Used by every notebook under the ``embedded`` p
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass
 
+import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import ModernBertConfig, PreTrainedTokenizerFast
 
@@ -93,17 +94,44 @@ def model_config(vocab_size: int, hidden: int = 256, layers: int = 4, heads: int
     )
 
 
-def encode_pair(tokenizer: PreTrainedTokenizerFast, prompt: str, response: str, response_length: int = RESPONSE_LENGTH):
-    """Return ``(prompt_ids, response_ids)``: the chat-templated prompt, and the response with
-    ``<|eot_id|>`` and ``<|endoftext|>`` padding to exactly ``response_length`` tokens (LLaDA SFT layout)."""
-    prompt_ids = tokenizer.apply_chat_template(
-        [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=True, return_dict=False
+def render_prompt(prompt: str) -> str:
+    """The chat template as a plain string (matches ``tokenizer.apply_chat_template``; checked in tests)."""
+    return (
+        f"{BOS}{HEADER_START}user{HEADER_END}\n\n{prompt.strip()}{EOT}"
+        f"{HEADER_START}assistant{HEADER_END}\n\n"
     )
-    body = tokenizer.encode(response, add_special_tokens=False)[: response_length - 1]
+
+
+@dataclass
+class EncodedPairs:
+    """Tokenised pairs: chat-templated prompts and response bodies (no EOT/EOS yet)."""
+
+    prompts: list[list[int]]
+    bodies: list[list[int]]
+    rows: list[dict]
+
+
+def encode_pairs(tokenizer, rows: list[dict], response_length: int) -> EncodedPairs:
+    """Tokenise ``rows`` (``prompt``, ``response``): prompts through :func:`render_prompt`, bodies cut to
+    ``response_length - 1`` tokens (room for ``<|eot_id|>``); used by training and notebook 02."""
+    prompts = tokenizer([render_prompt(r["prompt"]) for r in rows], add_special_tokens=False)["input_ids"]
+    bodies = tokenizer([r["response"] for r in rows], add_special_tokens=False)["input_ids"]
+    return EncodedPairs(prompts, [b[: response_length - 1] for b in bodies], rows)
+
+
+def make_batch(data: EncodedPairs, indices, tokenizer, response_length: int):
+    """Left-padded batch: prompt, then the response + ``<|eot_id|>`` + EOS padding to ``response_length``.
+
+    Returns ``(input_ids, attention_mask, response_mask)``.
+    """
     eot, eos = tokenizer.convert_tokens_to_ids([EOT, EOS])
-    response_ids = body + [eot] + [eos] * (response_length - 1 - len(body))
-    return list(prompt_ids), response_ids
-
-
-def save_tokenizer(tokenizer: PreTrainedTokenizerFast, directory: Path) -> None:
-    tokenizer.save_pretrained(directory)
+    prompt_len = max(len(data.prompts[i]) for i in indices)
+    rows, attn, resp = [], [], []
+    for i in indices:
+        prompt, body = data.prompts[i], data.bodies[i]
+        pad = prompt_len - len(prompt)
+        response = body + [eot] + [eos] * (response_length - 1 - len(body))
+        rows.append([eos] * pad + prompt + response)
+        attn.append([0] * pad + [1] * (len(prompt) + response_length))
+        resp.append([0] * (pad + len(prompt)) + [1] * response_length)
+    return torch.tensor(rows), torch.tensor(attn), torch.tensor(resp)

@@ -37,12 +37,6 @@ from .stats import bootstrap_statistic, spearman
 from .training import left_padded_positions
 
 PROBE_MASKS = 128
-def _render(prompt: str) -> str:
-    """LLaDA's chat template as a plain string (the same as ``dlmpaper.train.render_prompt``)."""
-    return (f"{embedded.BOS}{embedded.HEADER_START}user{embedded.HEADER_END}\n\n{prompt.strip()}{embedded.EOT}"
-            f"{embedded.HEADER_START}assistant{embedded.HEADER_END}\n\n")
-
-
 @torch.no_grad()
 def probe_top3(model, tokenizer, prompts: list[str], masks: int = PROBE_MASKS, batch_size: int = 32) -> torch.Tensor:
     """Top-3 token ids (n_prompts, masks, 3) at the mask positions after each prompt, one forward pass (§4)."""
@@ -52,7 +46,7 @@ def probe_top3(model, tokenizer, prompts: list[str], masks: int = PROBE_MASKS, b
     model.eval()
     out = []
     for start in range(0, len(prompts), batch_size):
-        encoded = tokenizer([_render(p) for p in prompts[start : start + batch_size]], add_special_tokens=False)["input_ids"]
+        encoded = tokenizer([embedded.render_prompt(p) for p in prompts[start : start + batch_size]], add_special_tokens=False)["input_ids"]
         width = max(len(e) for e in encoded)
         ids = torch.tensor([[eos] * (width - len(e)) + e + [mask_id] * masks for e in encoded])
         attn = torch.tensor([[0] * (width - len(e)) + [1] * (len(e) + masks) for e in encoded])

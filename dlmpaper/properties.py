@@ -309,9 +309,9 @@ class HeldoutBatch:
 
 def heldout_batch(tokenizer, n: int = 32, response_length: int = 64, task: str = "tell") -> HeldoutBatch:
     """The first ``n`` held-out pairs of ``task`` (``corpus.load_split("heldout")``), encoded as in
-    training (``train.encode_pairs`` / ``make_batch``) with a response region of ``response_length``."""
+    training (``embedded.encode_pairs`` / ``make_batch``) with a response region of ``response_length``."""
     from . import corpus
-    from .train import encode_pairs, make_batch
+    from .embedded import encode_pairs, make_batch
 
     rows = [r for r in corpus.load_split("heldout") if r["task"] == task][:n]
     data = encode_pairs(tokenizer, rows, response_length)
@@ -353,7 +353,7 @@ def sample_families(masked_model, family_models: dict, prompts: Sequence[str], *
     autoregressive: greedy, one pass per token. ``masked_model`` is a ``DiffusionLM`` and lends
     its tokenizer (all families share it).
     """
-    from .sampling import _cut, generate
+    from .sampling import answer_tokens, generate
 
     G, steps = gen_length, gen_length // tokens_per_step
     undecided = -1
@@ -366,7 +366,7 @@ def sample_families(masked_model, family_models: dict, prompts: Sequence[str], *
                                  torch.zeros(res.tokens.shape), commit, list(res.texts))
     ids_list = [masked_model.encode_chat(p) for p in prompts]
     ids, attn = masked_model.batch(ids_list)
-    decode = lambda row: masked_model.decode(_cut(row.tolist(), masked_model.end_ids), skip_special_tokens=True)  # noqa: E731
+    decode = lambda row: masked_model.decode(answer_tokens(row.tolist(), masked_model.end_ids), skip_special_tokens=True)  # noqa: E731
     if "autoregressive" in family_models:
         toks = families.ar_generate(family_models["autoregressive"], ids, attn, G)
         commit = torch.arange(1, G + 1)[None].expand_as(toks)

@@ -45,7 +45,7 @@ from .strategies import (
 from .trap import (
     ModelMarginalDecoder,
     ToyLanguage,
-    _consistent,
+    consistent_rows,
     conditional_joint,
     invalid_rate_by_tokens_per_step,
     total_correlation,
@@ -187,7 +187,7 @@ def decoder_distribution(lang: ToyLanguage, strategy, steps: int | None = None, 
             w = frontier[key]
             tokens, conf = toks[i], confs[i]
             S, undo = _plan(strategy, lang, tokens, conf, M[i], step, steps)
-            rows_ok = _consistent(lang, tokens)
+            rows_ok = consistent_rows(lang, tokens)
             if rows_ok.any() and S.size > 1:
                 tc += w * total_correlation(lang, tokens, positions=S)
             if joint:
@@ -456,12 +456,12 @@ def remedy_table(langs=None, decoders: Mapping[str, Sequence] | None = None, *, 
     are trap's exact naive curve (``trap.invalid_rate_by_tokens_per_step``), reused as the reference,
     and ``decoder = autoregressive`` is ancestral sampling from the judge (:func:`ar_distribution`).
     """
-    from .toymodels import _languages, load_toy_model, model_marginal_fn
+    from .toymodels import toy_languages, load_toy_model, model_marginal_fn
 
     if marginals not in ("exact", "trained") or judge not in ("exact", "trained"):
         raise ValueError("marginals and judge must each be 'exact' or 'trained'")
     rows = []
-    for li, lang in enumerate(_languages(langs)):
+    for li, lang in enumerate(toy_languages(langs)):
         fn = None if marginals == "exact" else model_marginal_fn(load_toy_model(lang), lang)
         ar = exact_ar_fn(lang) if judge == "exact" else toy_ar_fn(load_ar_cached(lang), lang)
         grid = (decoders or {}).get(lang.name) or default_decoders(lang)

@@ -33,7 +33,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .sampling import adjacent_duplicate_rate, distinct_ratio, generate
+from .sampling import adjacent_duplicate_rate, answer_tokens, distinct_ratio, generate
 from .stats import bootstrap_mean
 from .strategies import CausalJudge, ConfidenceThreshold, Dilated, EntropyBounded, FactorRule, LowConfidence, Remask
 
@@ -97,15 +97,6 @@ def judge_log_likelihood(judge_model, prompt_ids: Sequence[Sequence[int]], answe
             cols = torch.arange(width - len(a), width)
             scores = logp[i, cols, x[i, cols]]
             out[start + i] = (float(scores.sum()), float(scores.mean()))
-    return out
-
-
-def _answers(result, end_ids: Sequence[int]) -> list[list[int]]:
-    ends = set(int(e) for e in end_ids)
-    out = []
-    for row in result.tokens.tolist():
-        cut = next((i for i, t in enumerate(row) if t in ends), len(row))
-        out.append(row[:cut])
     return out
 
 
@@ -180,7 +171,7 @@ def compare_decoders(lm, judge_model, prompts: Sequence[str], calibration_prompt
     rows = []
     for name, strategy, n_steps, setting in tqdm(runs, desc="decoders", disable=not progress):
         result = _run(lm, prompts, strategy, gen_length, block_length, n_steps, seed, batch_size)
-        answers = _answers(result, lm.end_ids)
+        answers = [answer_tokens(row, lm.end_ids) for row in result.tokens.tolist()]
         scores = judge_log_likelihood(judge_model, result.prompt_ids, answers, end_id, batch_size=batch_size)
         dup = adjacent_duplicate_rate(result.tokens, lm.end_ids)
         distinct = distinct_ratio(result.tokens, lm.end_ids)

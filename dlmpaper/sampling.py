@@ -37,6 +37,7 @@ __all__ = [
     "SamplerSettings",
     "adjacent_duplicate_rate",
     "answer_length",
+    "answer_tokens",
     "check_settings",
     "distinct_ratio",
     "generate",
@@ -448,7 +449,7 @@ def generate(
     end_ids = tuple(model.end_ids)
     return GenerationResult(
         tokens=tokens,
-        texts=[model.decode(_cut(row, end_ids)) for row in tokens.tolist()],
+        texts=[model.decode(answer_tokens(row, end_ids)) for row in tokens.tolist()],
         commit_step=torch.cat([p["commit_step"] for p in parts]),
         confidence=torch.cat([p["confidence"] for p in parts]),
         committed_value=torch.cat([p["value"] for p in parts]),
@@ -680,8 +681,8 @@ def _generate_batch_strategy(model, ids_list, settings: SamplerSettings, gens, s
 
 
 # --------------------------------------------------------------------------- metrics
-def _cut(row: Sequence[int], end_ids: Iterable[int]) -> list[int]:
-    """``row`` up to (excluding) its first end id."""
+def answer_tokens(row: Sequence[int], end_ids: Iterable[int]) -> list[int]:
+    """``row`` up to (excluding) its first end id: the answer a decoder produced (notebooks 02, 04, 05)."""
     ends = set(int(e) for e in end_ids)
     out = []
     for t in row:
@@ -708,7 +709,7 @@ def _rows(tokens) -> tuple[list[list[int]], bool]:
 
 def _per_row(tokens, end_ids, fn, dtype=float):
     rows, single = _rows(tokens)
-    values = np.array([fn(_cut(r, end_ids)) for r in rows], dtype=dtype)
+    values = np.array([fn(answer_tokens(r, end_ids)) for r in rows], dtype=dtype)
     return values[0].item() if single else values
 
 
@@ -887,7 +888,7 @@ def sweep(
         if score_likelihood:
             lls, n_scored = [], []
             for prompt, row in zip(ids_list, res.tokens.tolist()):
-                answer = _cut(row, end_ids)
+                answer = answer_tokens(row, end_ids)
                 answer = answer + row[len(answer) : len(answer) + 1]  # keep the first end id
                 lls.append(sequential_log_likelihood(model, prompt, answer, region_length=gen_length,
                                                      batch_size=batch_size))

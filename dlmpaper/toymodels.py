@@ -121,7 +121,8 @@ def toy_language(name: str | ToyLanguage) -> ToyLanguage:
     return TOY_LANGUAGES[key]()
 
 
-def _languages(langs) -> list[ToyLanguage]:
+def toy_languages(langs) -> list[ToyLanguage]:
+    """Toy languages by name or object (one, several, or None for all of :data:`TOY_LANGUAGES`)."""
     if langs is None:
         return [toy_language(n) for n in TOY_LANGUAGES]
     if isinstance(langs, (str, ToyLanguage)):
@@ -493,7 +494,7 @@ def toy_invalid_rates(
     "trained"), ``tokens_per_step, n_steps, n_samples, invalid_exact, invalid_sim, sim_ci_low,
     sim_ci_high``. The exact-marginal rows at ``k = 1`` are exactly 0.
     """
-    langs = _languages(langs)
+    langs = toy_languages(langs)
     loaded = _models(langs, models, root)
     frames = []
     for lang in langs:
@@ -524,7 +525,7 @@ def toy_model_quality(
     marginals ends invalid (0 for the exact marginals; near 0 iff the conditionals were learned);
     ``eval_loss`` (:func:`evaluation_loss`) next to its floor ``entropy_per_token``.
     """
-    langs = _languages(langs)
+    langs = toy_languages(langs)
     loaded = _models(langs, models, root)
     rows = []
     for lang in langs:
@@ -601,7 +602,7 @@ def train_and_ship(langs=None, root: Path | None = None, progress: bool = True, 
     ``<root>/<lang.name>`` (default ``data/toy_models``); returns the quality table."""
     root = Path(root) if root is not None else TOY_MODELS
     quality = []
-    for lang in _languages(langs):
+    for lang in toy_languages(langs):
         t0 = time.time()
         model, log = train_toy_model(lang, progress=progress, **RECIPES.get(lang.name, {}))
         seconds = time.time() - t0
@@ -679,7 +680,7 @@ def train_and_ship_families(names: Sequence[str], langs=None, root: Path | None 
         families.check_family(family)
         if family == "masked":
             raise ValueError("the masked toy models are trained by `--train` without --families")
-        for lang in _languages(langs):
+        for lang in toy_languages(langs):
             t0 = time.time()
             recipe = {**FAMILY_RECIPES[family], **FAMILY_RECIPE_OVERRIDES.get((family, lang.name), {})}
             model, log = train_toy_model(lang, family=family, progress=progress, **recipe)

@@ -47,6 +47,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForMaskedLM, AutoTokenizer, ModernBertForMaskedLM
 
 from . import corpus, embedded, families, guards, paths
+from .embedded import EncodedPairs, encode_pairs, make_batch, render_prompt
 from .models import MANIFEST_NAME, ManifestError, verify_manifest, write_manifest
 from .provenance import sha256_file
 from .training import corrupt, left_padded_positions, masked_logits, sft_loss
@@ -92,23 +93,6 @@ def load_corpus(name: str, split: str) -> list[dict]:
 
 
 
-def render_prompt(prompt: str) -> str:
-    """The chat template as a plain string (matches ``tokenizer.apply_chat_template``; checked in tests)."""
-    return (
-        f"{embedded.BOS}{embedded.HEADER_START}user{embedded.HEADER_END}\n\n{prompt.strip()}{embedded.EOT}"
-        f"{embedded.HEADER_START}assistant{embedded.HEADER_END}\n\n"
-    )
-
-
-@dataclass
-class EncodedPairs:
-    """Tokenised pairs: chat-templated prompts and response bodies (no EOT/EOS yet)."""
-
-    prompts: list[list[int]]
-    bodies: list[list[int]]
-    rows: list[dict]
-
-
 def _save_tokenizer(tokenizer, directory: Path) -> None:
     """Save ``tokenizer`` into ``directory`` whole: written beside it, then renamed into place."""
     if directory.exists():
@@ -120,30 +104,6 @@ def _save_tokenizer(tokenizer, directory: Path) -> None:
         guards.replace_dir(staging, directory)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def encode_pairs(tokenizer, rows: list[dict], response_length: int) -> EncodedPairs:
-    prompts = tokenizer([render_prompt(r["prompt"]) for r in rows], add_special_tokens=False)["input_ids"]
-    bodies = tokenizer([r["response"] for r in rows], add_special_tokens=False)["input_ids"]
-    return EncodedPairs(prompts, [b[: response_length - 1] for b in bodies], rows)
-
-
-def make_batch(data: EncodedPairs, indices, tokenizer, response_length: int):
-    """Left-padded batch: prompt, then the response + ``<|eot_id|>`` + EOS padding to ``response_length``.
-
-    Returns ``(input_ids, attention_mask, response_mask)``.
-    """
-    eot, eos = tokenizer.convert_tokens_to_ids([embedded.EOT, embedded.EOS])
-    prompt_len = max(len(data.prompts[i]) for i in indices)
-    rows, attn, resp = [], [], []
-    for i in indices:
-        prompt, body = data.prompts[i], data.bodies[i]
-        pad = prompt_len - len(prompt)
-        response = body + [eot] + [eos] * (response_length - 1 - len(body))
-        rows.append([eos] * pad + prompt + response)
-        attn.append([0] * pad + [1] * (len(prompt) + response_length))
-        resp.append([0] * (pad + len(prompt)) + [1] * response_length)
-    return torch.tensor(rows), torch.tensor(attn), torch.tensor(resp)
 
 
 def batch_response_length(data: EncodedPairs, indices, cfg: TrainConfig, generator: torch.Generator) -> int:

@@ -316,7 +316,7 @@ def masked_positions(lang: ToyLanguage, partial) -> np.ndarray:
     return np.flatnonzero(parse_partial(lang, partial) == lang.mask_id)
 
 
-def _consistent(lang: ToyLanguage, state: np.ndarray) -> np.ndarray:
+def consistent_rows(lang: ToyLanguage, state: np.ndarray) -> np.ndarray:
     """Boolean (N,): support rows that agree with the visible positions of ``state``."""
     vis = state != lang.mask_id
     return np.all(lang.sequences[:, vis] == state[vis], axis=1)
@@ -342,7 +342,7 @@ def conditional_joint(lang: ToyLanguage, partial, positions=None) -> tuple[np.nd
     """
     ids = parse_partial(lang, partial)
     pos = _resolve_positions(lang, ids, positions)
-    keep = _consistent(lang, ids)
+    keep = consistent_rows(lang, ids)
     if not keep.any():
         raise ZeroProbabilityContextError(
             f"{lang.name}: visible tokens {lang.to_text(ids)!r} have probability 0; "
@@ -431,7 +431,7 @@ def simulate_parallel_decoding(
             rows = np.flatnonzero(inv == j)
             state = ids.copy()
             state[pos] = v
-            if _consistent(lang, state).any():
+            if consistent_rows(lang, state).any():
                 comps, probs = conditional_joint(lang, state)
                 pick = rng.choice(comps.shape[0], size=rows.size, p=probs)
                 out[np.ix_(rows, rest)] = comps[pick]

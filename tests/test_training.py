@@ -10,7 +10,8 @@ import torch
 
 from dlmpaper import embedded, paths
 from dlmpaper.models import ManifestError, load_model, verify_manifest
-from dlmpaper.train import Run, TrainConfig, encode_pairs, evaluate, make_batch, render_prompt
+from dlmpaper.embedded import encode_pairs, make_batch, render_prompt
+from dlmpaper.train import Run, TrainConfig, evaluate
 from dlmpaper.training import corrupt, left_padded_positions, mask_probability, sft_loss
 
 MASK = 99
