@@ -165,6 +165,28 @@ def _window_union(top: np.ndarray, window: tuple[int, int]) -> list[set[int]]:
     return [set(row[lo - 1 : hi].ravel().tolist()) for row in top]
 
 
+def _scored_against_baseline(result: ProbeResult, token_sets: Sequence[frozenset[int]],
+                             windows: Sequence[tuple[int, int]], measure: str, score, n_boot: int,
+                             seed: int) -> pd.DataFrame:
+    """``score(top-k ids seen in a window, token set)`` per prompt with a non-empty set, against its
+    own set and the next such prompt's (:func:`derangement`): the shared body of :func:`copy_rate`
+    and :func:`gold_recall`."""
+    if len(token_sets) != result.n_prompts:
+        raise ValueError(f"{len(token_sets)} token sets for {result.n_prompts} prompts")
+    keep = [i for i, tokens in enumerate(token_sets) if tokens]
+    own_sets = [token_sets[i] for i in keep]
+    mis_sets = [own_sets[j] for j in derangement(len(keep))]
+    top = topk_ids(result)[keep]
+    rows = []
+    for window in windows:
+        _check_window(window, result.n_masks)
+        seen = _window_union(top, window)
+        own = np.array([score(s, t) for s, t in zip(seen, own_sets)], dtype=float)
+        mis = np.array([score(s, t) for s, t in zip(seen, mis_sets)], dtype=float)
+        rows += _rows(measure, _window_label(window), own, mis, n_boot, seed)
+    return pd.DataFrame(rows)
+
+
 def copy_rate(result: ProbeResult, prompt_tokens: Sequence[frozenset[int]], windows: Sequence[tuple[int, int]] = ((1, 8),),
               *, by_position: bool = False, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Prompt-content copy rate: share of prompts whose top-k within a window holds one of their own
@@ -173,22 +195,10 @@ def copy_rate(result: ProbeResult, prompt_tokens: Sequence[frozenset[int]], wind
     left out (and are nobody's baseline). ``by_position``: one window per position instead.
     Tidy: measure, window, scored_against (own / mismatched / excess), mean, ci_low, ci_high, n_prompts.
     """
-    if len(prompt_tokens) != result.n_prompts:
-        raise ValueError(f"{len(prompt_tokens)} token sets for {result.n_prompts} prompts")
-    keep = [i for i, tokens in enumerate(prompt_tokens) if tokens]
-    own_sets = [prompt_tokens[i] for i in keep]
-    mis_sets = [own_sets[j] for j in derangement(len(keep))]
-    top = topk_ids(result)[keep]
     if by_position:
         windows = [(p, p) for p in range(1, result.n_masks + 1)]
-    rows = []
-    for window in windows:
-        _check_window(window, result.n_masks)
-        seen = _window_union(top, window)
-        own = np.array([bool(s & t) for s, t in zip(seen, own_sets)], dtype=float)
-        mis = np.array([bool(s & t) for s, t in zip(seen, mis_sets)], dtype=float)
-        rows += _rows("copy_rate", _window_label(window), own, mis, n_boot, seed)
-    return pd.DataFrame(rows)
+    return _scored_against_baseline(result, prompt_tokens, windows, "copy_rate", lambda seen, t: float(bool(seen & t)),
+                                    n_boot, seed)
 
 
 def gold_recall(result: ProbeResult, gold_tokens: Sequence[frozenset[int]],
@@ -200,20 +210,8 @@ def gold_recall(result: ProbeResult, gold_tokens: Sequence[frozenset[int]],
     out. Equal-width windows (default 16 positions) keep near and far comparable. Tidy, as
     :func:`copy_rate` (measure ``gold_recall``). Works for LIMA's assistant turns in the paper profile.
     """
-    if len(gold_tokens) != result.n_prompts:
-        raise ValueError(f"{len(gold_tokens)} token sets for {result.n_prompts} prompts")
-    keep = [i for i, tokens in enumerate(gold_tokens) if tokens]
-    own_sets = [gold_tokens[i] for i in keep]
-    mis_sets = [own_sets[j] for j in derangement(len(keep))]
-    top = topk_ids(result)[keep]
-    rows = []
-    for window in windows:
-        _check_window(window, result.n_masks)
-        seen = _window_union(top, window)
-        own = np.array([len(s & t) / len(t) for s, t in zip(seen, own_sets)])
-        mis = np.array([len(s & t) / len(t) for s, t in zip(seen, mis_sets)])
-        rows += _rows("gold_recall", _window_label(window), own, mis, n_boot, seed)
-    return pd.DataFrame(rows)
+    return _scored_against_baseline(result, gold_tokens, windows, "gold_recall", lambda seen, t: len(seen & t) / len(t),
+                                    n_boot, seed)
 
 
 def end_length_correlation(end_positions: Sequence[float], answer_lengths: Sequence[float], *, n_boot: int = 1000,
