@@ -552,3 +552,83 @@ def best_at_nfe(table: pd.DataFrame, budget: Mapping[str, float] | None = None) 
                             invalid=best["invalid"], naive_invalid=naive,
                             cut=1 - best["invalid"] / naive if naive > 0 else float("nan")))
     return pd.DataFrame(out)
+
+
+# ----------------------------------------------------------------------------------- goals
+
+#: Rows of :func:`remedy_table` that are references, not remedies: the default decoder, notebook
+#: 04's naive curve and the AR model.
+REFERENCES = ("low_confidence", "naive left_to_right", "autoregressive")
+
+#: Invalid rates closer than this are ties (enumeration noise), broken by the lower NFE.
+_TIE = 1e-12
+
+
+def _cheapest_best(rows: pd.DataFrame) -> pd.Series:
+    """The row with the lowest invalid rate, ties (within :data:`_TIE`) to the lower NFE, then to
+    the earlier row."""
+    key = (rows["invalid"] / _TIE).round() * _TIE
+    order = np.lexsort((np.arange(len(rows)), rows["nfe"].to_numpy(), key.to_numpy()))
+    return rows.iloc[order[0]]
+
+
+def budget_goal(table: pd.DataFrame, *, min_cut: float = 0.5) -> pd.DataFrame:
+    """Issue 13's first goal, per language, at the budget NFE = ``ceil(L / 2)`` (masked + AR
+    passes; notebook 05, paper §5): ``naive_invalid`` (the default low-confidence decoder at
+    ``steps = ceil(L / 2)``), the best remedy within the budget (lowest invalid rate over every
+    row of :func:`best_at_nfe` whose family is not in :data:`REFERENCES`; ties to the lower
+    NFE), its ``cut = 1 - invalid / naive_invalid`` and ``met``: ``cut >= min_cut``, or None when
+    the naive rate is 0 (nothing to cut) or no remedy fits the budget."""
+    best = best_at_nfe(table)
+    out = []
+    for lang, sub in table.groupby("language", sort=False):
+        L = int(sub["length"].iloc[0])
+        cand = best[(best["language"] == lang) & ~best["decoder"].isin(REFERENCES)] if len(best) else best
+        naive_ref = sub[(sub["decoder"] == "low_confidence") & (sub["steps"] == math.ceil(L / 2))]["invalid"]
+        naive = float(naive_ref.iloc[0]) if len(naive_ref) else float("nan")
+        row = dict(language=lang, length=L, budget=math.ceil(L / 2), naive_invalid=naive, label=None,
+                   decoder=None, nfe=float("nan"), invalid=float("nan"), cut=float("nan"), met=None)
+        if len(cand):
+            b = _cheapest_best(cand.reset_index(drop=True))
+            cut = 1 - b["invalid"] / naive if naive > _TIE else float("nan")
+            row.update(label=b["label"], decoder=b["decoder"], nfe=float(b["nfe"]), invalid=float(b["invalid"]),
+                       cut=cut, met=bool(cut >= min_cut) if cut == cut else None)
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def ar_match(table: pd.DataFrame, *, tol: float = 0.01, exclude: Sequence[str] = REFERENCES) -> pd.DataFrame:
+    """Issue 13's second goal, per language (notebook 05, paper §5): ``ar_invalid``, the invalid
+    rate of the autoregressive rows, and the cheapest decoder (lowest expected NFE, masked + AR;
+    ties to the lower invalid rate) whose family is not in ``exclude``, whose invalid rate is at most
+    ``ar_invalid + tol`` and whose NFE is below ``L``; ``met`` says whether there is one."""
+    out = []
+    for lang, sub in table.groupby("language", sort=False):
+        L = int(sub["length"].iloc[0])
+        ar = float(sub[sub["decoder"] == "autoregressive"]["invalid"].iloc[0])
+        ok = sub[~sub["decoder"].isin(exclude) & (sub["invalid"] <= ar + tol) & (sub["nfe"] < L - 1e-9)]
+        row = dict(language=lang, length=L, ar_invalid=ar, label=None, decoder=None, nfe=float("nan"),
+                   invalid=float("nan"), met=False)
+        if len(ok):
+            order = np.lexsort((np.arange(len(ok)), ok["invalid"].to_numpy(), ok["nfe"].to_numpy()))
+            b = ok.iloc[order[0]]
+            row.update(label=b["label"], decoder=b["decoder"], nfe=float(b["nfe"]), invalid=float(b["invalid"]), met=True)
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def check_counts(table: pd.DataFrame) -> pd.DataFrame:
+    """Per language and in total (``language = "all"``): ``n_simulated`` settings with both an exact
+    value and a simulation, ``n_agree`` of them with the exact invalid rate inside the simulation's
+    95% Wilson interval (about 95% expected by chance alone), ``n_bound`` settings with a
+    total-correlation bound (not the verifier, remasking or the references) and ``n_bound_holds``
+    of them with ``KL <= bound`` (Li & Cai, arXiv 2505.21400; notebook 05)."""
+    def counts(d: pd.DataFrame) -> dict:
+        agrees = d["agrees"] if "agrees" in d else pd.Series(dtype=object)
+        holds = d["bound_holds"] if "bound_holds" in d else pd.Series(dtype=object)
+        return dict(n_simulated=int(agrees.notna().sum()), n_agree=int(agrees.eq(True).sum()),
+                    n_bound=int(holds.notna().sum()), n_bound_holds=int(holds.eq(True).sum()))
+
+    rows = [dict(language=lang, **counts(d)) for lang, d in table.groupby("language", sort=False)]
+    rows.append(dict(language="all", **counts(table)))
+    return pd.DataFrame(rows)

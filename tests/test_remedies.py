@@ -155,3 +155,32 @@ def test_remedy_table_is_tidy_and_deterministic():
     assert a.set_index("label").loc["thr", "nfe"] == pytest.approx(2.0)
     best = R.best_at_nfe(a).set_index("decoder")  # budget ceil(2 / 2) = 1 pass: the threshold rule needs 2
     assert "threshold" not in best.index and best.loc["low_confidence", "cut"] == pytest.approx(0.0)
+
+
+def goal_table() -> "pd.DataFrame":
+    """A remedy_table-shaped frame with known answers: L = 4, budget 2."""
+    import pandas as pd
+
+    rows = [("low_confidence", "lc s=2", 2, 2.0, 0.40), ("low_confidence", "lc s=1", 1, 1.0, 0.60),
+            ("dilated", "dus s=2", 2, 2.0, 0.10), ("threshold", "thr", None, 2.0, 0.10 + 1e-15),
+            ("threshold", "thr slow", None, 3.5, 0.0), ("verifier", "ver", None, 3.2, 0.011),
+            ("autoregressive", "ar", 4, 4.0, 0.002), ("naive left_to_right", "naive k=1", 4, 4.0, 0.0)]
+    return pd.DataFrame([dict(language="x", length=4, decoder=d, label=lab, steps=s, nfe=n, invalid=i,
+                              agrees=True if d == "dilated" else (False if d == "threshold" else None),
+                              bound_holds=True if d in ("dilated", "threshold") else None)
+                         for d, lab, s, n, i in rows])
+
+
+def test_budget_goal_ar_match_and_counts_on_a_known_table():
+    g = R.budget_goal(goal_table()).iloc[0]
+    # ties within noise go to the lower NFE, then the earlier row; references never win
+    assert g["budget"] == 2 and g["naive_invalid"] == pytest.approx(0.40) and g["label"] == "dus s=2"
+    assert g["cut"] == pytest.approx(0.75) and g["met"] == True  # noqa: E712
+    assert R.budget_goal(goal_table(), min_cut=0.8).iloc[0]["met"] == False  # noqa: E712
+    a = R.ar_match(goal_table()).iloc[0]  # the verifier is 0.009 above the AR rate: within 0.01
+    assert a["ar_invalid"] == pytest.approx(0.002) and a["met"] and a["label"] == "ver"
+    assert R.ar_match(goal_table(), tol=0.005).iloc[0]["label"] == "thr slow"  # the verifier is now too far
+    assert not R.ar_match(goal_table(), tol=0.005, exclude=("threshold", *R.REFERENCES)).iloc[0]["met"]
+    c = R.check_counts(goal_table()).set_index("language")
+    assert c.loc["all", "n_simulated"] == 3 and c.loc["all", "n_agree"] == 1
+    assert c.loc["all", "n_bound"] == 3 and c.loc["all", "n_bound_holds"] == 3
