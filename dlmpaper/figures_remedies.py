@@ -1,4 +1,4 @@
-"""Figures of notebook 05_remedies (paper §5, issue (ii): remedies for the marginal trap).
+"""Figures of notebook 05_remedies (paper §5: remedies for §4 issue (ii), the marginal trap).
 
 Paper: "On the Role of Discreteness in Diffusion LLMs" (arXiv 2512.22630). Notebook 04 shows
 the trap (a step that commits several tokens samples from the product of their marginals);

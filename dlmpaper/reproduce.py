@@ -426,7 +426,7 @@ def _write_notebook(nb: Any, path: Path) -> None:
 
 
 def record_model(info: dict) -> None:
-    """Record the model a notebook used, for ``figures/MANIFEST.json`` (call it in notebooks 00-04).
+    """Record the model a notebook used, for ``figures/MANIFEST.json`` (call it in notebooks 00-05).
 
     ``info`` is a JSON-serialisable dict with at least ``"model_id"`` (hub id or local
     name) and ideally ``"revision"`` (commit hash or checkpoint sha256), e.g.

@@ -25,8 +25,8 @@ def notebook(request):
     return nbformat.read(request.param, as_version=4)
 
 
-def test_the_five_notebooks_are_found():
-    assert [p.name[:2] for p in NOTEBOOKS] == ["00", "01", "02", "03", "04"]
+def test_the_six_notebooks_are_found():
+    assert [p.name[:2] for p in NOTEBOOKS] == ["00", "01", "02", "03", "04", "05"]
 
 
 def test_one_parameters_cell_and_no_injected_cell(notebook):
