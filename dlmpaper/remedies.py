@@ -534,6 +534,13 @@ def load_ar_cached(lang: ToyLanguage):
     return _AR_CACHE[lang.name]
 
 
+def _default_at_budget(sub: pd.DataFrame, L: int) -> float:
+    """Invalid rate of the default low-confidence decoder at ``steps = ceil(L / 2)`` in one
+    language's rows (NaN when the table has no such row)."""
+    ref = sub[(sub["decoder"] == "low_confidence") & (sub["steps"] == math.ceil(L / 2))]["invalid"]
+    return float(ref.iloc[0]) if len(ref) else float("nan")
+
+
 def best_at_nfe(table: pd.DataFrame, budget: Mapping[str, float] | None = None) -> pd.DataFrame:
     """Per language and decoder family, the row with the lowest invalid rate among those whose
     expected NFE (masked + AR) is at most the budget (default ``ceil(L / 2)``), and the invalid rate
@@ -543,8 +550,7 @@ def best_at_nfe(table: pd.DataFrame, budget: Mapping[str, float] | None = None) 
     for lang, sub in table.groupby("language", sort=False):
         L = int(sub["length"].iloc[0])
         b = (budget or {}).get(lang, math.ceil(L / 2))
-        ref = sub[(sub["decoder"] == "low_confidence") & (sub["steps"] == math.ceil(L / 2))]["invalid"]
-        naive = float(ref.iloc[0]) if len(ref) else float("nan")
+        naive = _default_at_budget(sub, L)
         ok = sub[sub["nfe"] <= b + 1e-9]
         for dec, g in ok.groupby("decoder", sort=False):
             best = g.loc[g["invalid"].idxmin()]
@@ -584,8 +590,7 @@ def budget_goal(table: pd.DataFrame, *, min_cut: float = 0.5) -> pd.DataFrame:
     for lang, sub in table.groupby("language", sort=False):
         L = int(sub["length"].iloc[0])
         cand = best[(best["language"] == lang) & ~best["decoder"].isin(REFERENCES)] if len(best) else best
-        naive_ref = sub[(sub["decoder"] == "low_confidence") & (sub["steps"] == math.ceil(L / 2))]["invalid"]
-        naive = float(naive_ref.iloc[0]) if len(naive_ref) else float("nan")
+        naive = _default_at_budget(sub, L)
         row = dict(language=lang, length=L, budget=math.ceil(L / 2), naive_invalid=naive, label=None,
                    decoder=None, nfe=float("nan"), invalid=float("nan"), cut=float("nan"), met=None)
         if len(cand):
