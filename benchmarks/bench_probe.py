@@ -1,7 +1,7 @@
 """Benchmark: the positional probe (paper §4, issue (i)) against the bare forward passes it needs.
 
-Times :func:`dlmpaper.probe.positional_probe` end to end (encoding, batching, forward
-passes, statistics, tables) and, on the same batches (:func:`dlmpaper.probe.plan_batches`),
+Times :func:`dlmpaper.core.probe.positional_probe` end to end (encoding, batching, forward
+passes, statistics, tables) and, on the same batches (:func:`dlmpaper.core.probe.plan_batches`),
 nothing but ``model.logits``. Reports the overhead ratio probe / bare (goal <= 1.10) and
 the wall time for N prompts x ``n_masks`` masks; writes ``benchmarks/results/probe.json``.
 Wall and CPU (``time.process_time``) seconds are both recorded: on a shared machine CPU
@@ -33,9 +33,9 @@ from pathlib import Path
 import torch
 
 from dlmpaper import paths
-from dlmpaper.data import embedded_prompts_path, load_prompts
-from dlmpaper.models import REGISTRY, load_model
-from dlmpaper.probe import plan_batches, positional_probe
+from dlmpaper.prompts import embedded_prompts_path, load_prompts
+from dlmpaper.lm.models import REGISTRY, load_model
+from dlmpaper.core.probe import plan_batches, positional_probe
 
 GOAL = 1.10
 RESULT = Path(paths.BENCHMARKS) / "results" / "probe.json"
@@ -51,7 +51,7 @@ def _standin_dir(directory: Path, vocab_size: int = 8192, seed: int = 0) -> Path
     """A random model shaped like the embedded one (ModernBERT, its config, V = vocab_size)."""
     from tokenizers import Tokenizer, models, pre_tokenizers
 
-    from dlmpaper import embedded
+    from dlmpaper.lm import embedded
 
     vocab = {tok: i for i, tok in enumerate(embedded.SPECIAL_TOKENS)}
     for word in _WORDS:

@@ -1,4 +1,4 @@
-"""Benchmark: batched :func:`dlmpaper.sampling.generate` against the unbatched LLaDA reference.
+"""Benchmark: batched :func:`dlmpaper.core.sampling.generate` against the unbatched LLaDA reference.
 
 Checks that both give identical tokens at temperature 0 and reports the throughput ratio
 (prompts/s ours / reference; goal >= 1.5x). Writes ``benchmarks/results/sampler.json``.
@@ -26,8 +26,8 @@ from pathlib import Path
 import torch
 
 from dlmpaper import paths
-from dlmpaper.models import DiffusionLM, load_model
-from dlmpaper.sampling import generate
+from dlmpaper.lm.models import DiffusionLM, load_model
+from dlmpaper.core.sampling import generate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from llada_reference import reference_llada_generate  # noqa: E402
@@ -70,7 +70,7 @@ def _prompts(n: int, embedded: bool) -> list[str]:
     (the stand-in's tokenizer knows few words: varied lengths exercise left padding)."""
     texts = []
     if embedded:
-        from dlmpaper.data import load_prompts
+        from dlmpaper.prompts import load_prompts
 
         texts = list(load_prompts("embedded", n)["prompt"])
     while len(texts) < n:

@@ -7,7 +7,7 @@
 It builds a hub-like LLaDA checkpoint from the stand-in of LLaDA's remote code (tests/upstream_like),
 places it in a private Hugging Face cache as `GSAI-ML/LLaDA-8B-Instruct`, and then, offline and
 exactly as the `paper` profile does: loads it by registry name with its remote code (the
-compatibility steps of dlmpaper.remote_code), runs the §4 probe (128 masks) and LLaDA's sampler,
+compatibility steps of dlmpaper.lm.remote_code), runs the §4 probe (128 masks) and LLaDA's sampler,
 and executes notebook 03 with papermill (`profile="paper"`). Prints time and peak memory of each
 stage and writes them to benchmarks/results/gpu_check.json (or --out). Random weights: the numbers
 measure plumbing, speed and memory, never quality. Run it whenever a GPU is at hand (README).
@@ -83,8 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from standins import build_llada_remote
 
-    from dlmpaper import profiles, sampling
-    from dlmpaper.probe import positional_probe
+    from dlmpaper import profiles
+    from dlmpaper.core import sampling
+    from dlmpaper.core.probe import positional_probe
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("gpu_check: no CUDA device here; pass --device cpu for a smoke run", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""Kill test (issue 11): SIGINT, SIGTERM and SIGKILL at random points of ``train`` and ``reproduce``.
+"""Kill test: SIGINT, SIGTERM and SIGKILL at random points of ``train`` and ``reproduce``.
 
 Checks that a kill leaves checkpoints, ``figures/`` and ``notebooks/`` as they were or fully new,
 never mixed, and that resuming a killed training run gives exactly the weights of an
@@ -40,7 +40,7 @@ import torch
 from nbformat.v4 import new_code_cell, new_notebook
 
 from dlmpaper import guards, paths, reproduce
-from dlmpaper.train import CHECKPOINTS_DIR, checkpoint_dir
+from dlmpaper.train.loop import CHECKPOINTS_DIR, checkpoint_dir
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
@@ -88,7 +88,7 @@ def _weights_digest(folder: Path) -> str:
 def _reference(folder: Path, steps: int, save_every: int) -> tuple[dict[int, str], float]:
     """Weights digest at every save step of one uninterrupted run (in this process, same command line)
     and the mean seconds between saves."""
-    from dlmpaper import train
+    from dlmpaper.train import loop as train
 
     digests, times = {}, []
     write = train.write_checkpoint

@@ -98,7 +98,7 @@ def compact_summary(result, summary, every: int = 8):
     """Every ``every``-th position (and the last): entropy, top-1 prob, end share, modal top-1 token."""
     import pandas as pd
 
-    from dlmpaper.probe import modal_top1
+    from dlmpaper.core.probe import modal_top1
 
     wide = summary.pivot(index="position", columns="statistic", values="mean")
     modal = modal_top1(result).set_index("position")
@@ -115,7 +115,7 @@ def compact_summary(result, summary, every: int = 8):
     )
 
 
-#: config.json keys of the context length, in the order :class:`dlmpaper.models.DiffusionLM` reads them.
+#: config.json keys of the context length, in the order :class:`dlmpaper.lm.models.DiffusionLM` reads them.
 _CONTEXT_KEYS = ("max_position_embeddings", "max_sequence_length", "n_positions", "max_seq_len")
 
 
@@ -144,8 +144,8 @@ def _config_limits(spec) -> tuple[int | None, int | None]:
 
 def _run_probe(args: argparse.Namespace) -> int:
     # 1. cheap checks: arguments, model name, prompt source (nothing loaded yet)
-    from dlmpaper.data import check_prompt_source, load_prompts
-    from dlmpaper.models import (
+    from dlmpaper.prompts import check_prompt_source, load_prompts
+    from dlmpaper.lm.models import (
         RemoteCodeRequiredError,
         check_model_name,
         load_model,
@@ -154,7 +154,7 @@ def _run_probe(args: argparse.Namespace) -> int:
         resolve_dtype,
     )
     from dlmpaper.guards import check_output_file, check_seed, replacing
-    from dlmpaper.probe import end_dominance_distance, position_summary, positional_probe, validate_probe_args
+    from dlmpaper.core.probe import end_dominance_distance, position_summary, positional_probe, validate_probe_args
 
     validate_probe_args(args.n_masks, args.top_k, args.n_prompts)
     for flag, value in (("--batch-size", args.batch_size), ("--n-boot", args.n_boot), ("--every", args.every)):
@@ -260,8 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that are the user's to fix: reported as one line, exit code 2."""
-    from dlmpaper.models import HubAccessError, ManifestError
-    from dlmpaper.remote_code import RemoteCodeError
+    from dlmpaper.lm.models import HubAccessError
+    from dlmpaper.provenance import ManifestError
+    from dlmpaper.lm.remote_code import RemoteCodeError
 
     errors: list[type[BaseException]] = [CliError, ValueError, FileNotFoundError, HubAccessError, ManifestError,
                                          RemoteCodeError]

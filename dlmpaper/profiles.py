@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import data, models
+from dlmpaper import prompts as data
+from dlmpaper.lm import models
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,8 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from dlmpaper import guards
-from dlmpaper.provenance import sha256_file
+from dlmpaper.lm.hub import hub_available, offline
+from dlmpaper.provenance import FIGURES_ENV, MODELS_SUBDIR, NOTEBOOK_ENV, sha256_file
 
 __all__ = [
     "PROFILES",
@@ -75,7 +76,7 @@ __all__ = [
     "PACKAGES",
     "PAPER_MODEL_ID",
     "PAPER_DATASET_ID",
-    "MANIFEST_NAME",
+    "FIGURES_MANIFEST_NAME",
     "TIMINGS_NAME",
     "INJECTED_CELL_ID",
     "PARAMETERS_TAG",
@@ -88,7 +89,6 @@ __all__ = [
     "RunResult",
     "discover_notebooks",
     "clean_notebook",
-    "record_model",
     "preflight",
     "run",
     "main",
@@ -100,7 +100,7 @@ DEVICES = ("cpu", "cuda", "auto")
 PACKAGES = ("torch", "transformers", "datasets", "numpy", "pandas", "matplotlib", "seaborn", "dlmpaper")
 PAPER_MODEL_ID = "GSAI-ML/LLaDA-8B-Instruct"
 PAPER_DATASET_ID = "GAIR/lima"
-MANIFEST_NAME = "MANIFEST.json"
+FIGURES_MANIFEST_NAME = "MANIFEST.json"
 TIMINGS_NAME = "TIMINGS.json"
 #: Tag of papermill's injected-parameters cell (also its fixed id while a run is staged).
 INJECTED_CELL_ID = "injected-parameters"
@@ -112,11 +112,7 @@ SCRATCH_PREFIX = "dlmpaper-reproduce-"
 RUNNING_MARKER = "RUNNING"
 #: Tag of the one cell of every notebook that holds its parameters (papermill injects after it).
 PARAMETERS_TAG = "parameters"
-#: Side files written by :func:`record_model`, relative to the (scratch) figures dir.
-MODELS_SUBDIR = ".models"
 #: Environment variable naming the notebook being executed (set for each kernel).
-NOTEBOOK_ENV = "DLMPAPER_NOTEBOOK"
-FIGURES_ENV = "DLMPAPER_FIGURES"
 FIGURE_SUFFIXES = (".pdf", ".png")
 
 #: Kernel environment that pins CPU numerics, on every machine: one thread, so no reduction is
@@ -425,75 +421,7 @@ def _write_notebook(nb: Any, path: Path) -> None:
 # ----------------------------------------------------------------------------- models side files
 
 
-def record_model(info: dict) -> None:
-    """Record the model a notebook used, for ``figures/MANIFEST.json`` (call it in notebooks 00-05).
-
-    ``info`` is a JSON-serialisable dict with at least ``"model_id"`` (hub id or local
-    name) and ideally ``"revision"`` (commit hash or checkpoint sha256), e.g.
-    ``record_model({"model_id": "GSAI-ML/LLaDA-8B-Instruct", "revision": "08b83a6...", "dtype": "bfloat16"})``.
-    Calls accumulate per notebook, keyed by ``model_id``. Writes
-    ``$DLMPAPER_FIGURES/.models/<notebook>.json`` when run by :func:`run` (which sets
-    ``DLMPAPER_NOTEBOOK``); outside a reproduction run it only validates ``info``.
-    Returns None, so a notebook cell ending with this call shows no (volatile) path.
-    """
-    if not isinstance(info, dict) or not isinstance(info.get("model_id"), str) or not info["model_id"]:
-        raise ValueError("record_model needs a dict with a non-empty 'model_id', e.g. {'model_id': ..., 'revision': ...}")
-    notebook = os.environ.get(NOTEBOOK_ENV)
-    figures = os.environ.get(FIGURES_ENV)
-    json.dumps(info)  # fail early, inside the notebook, on values that are not JSON
-    if not notebook or not figures:
-        return None
-    path = Path(figures) / MODELS_SUBDIR / f"{notebook}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    models = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-    models[info["model_id"]] = info
-    path.write_text(json.dumps(models, sort_keys=True, indent=2) + "\n", encoding="utf-8")
-    return None
-
-
 # ----------------------------------------------------------------------------- preflight
-
-
-def _env_true(name: str) -> bool:
-    return os.environ.get(name, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
-
-
-def _hub_available(timeout: float = 3.0) -> bool:
-    """Fallback for ``dlmpaper.models.hub_available``: False at once under ``HF_HUB_OFFLINE=1``,
-    else whether ``HEAD https://huggingface.co`` answers within ``timeout`` seconds (a thread
-    bounds the wall time, since a hanging DNS lookup ignores urlopen's timeout)."""
-    if _env_true("HF_HUB_OFFLINE"):
-        return False
-    import threading
-    import urllib.error
-    import urllib.request
-
-    result = {"ok": False}
-
-    def probe() -> None:
-        try:
-            request = urllib.request.Request("https://huggingface.co", method="HEAD")
-            with urllib.request.urlopen(request, timeout=timeout):
-                result["ok"] = True
-        except urllib.error.HTTPError:
-            result["ok"] = True  # the server answered
-        except Exception:
-            result["ok"] = False
-
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    thread.join(timeout + 0.5)
-    return result["ok"] and not thread.is_alive()
-
-
-def _hub_check() -> bool:
-    if _env_true("HF_HUB_OFFLINE"):  # same answer as either implementation, without importing models
-        return False
-    try:
-        from dlmpaper.models import hub_available
-    except ImportError:
-        return _hub_available()
-    return bool(hub_available())
 
 
 def _cuda_available() -> bool:
@@ -518,8 +446,8 @@ def preflight(profile: str, device: str | None) -> str:
     if device not in DEVICES:
         raise PreflightError(f"unknown device {device!r}; use one of {', '.join(DEVICES)}")
     missing = []
-    if profile == "paper" and not _hub_check():
-        if _env_true("HF_HUB_OFFLINE"):
+    if profile == "paper" and not hub_available():
+        if offline():
             why = "HF_HUB_OFFLINE is set, unset it"
         else:
             why = "huggingface.co did not answer within 3 s, check the network"
@@ -737,7 +665,7 @@ def run(
         notebooks=[p.stem for p in selected],
         figures=published,
         seconds=seconds,
-        manifest=fig_dir / MANIFEST_NAME,
+        manifest=fig_dir / FIGURES_MANIFEST_NAME,
         timings=fig_dir / TIMINGS_NAME,
         executed=final_nbs,
     )
@@ -958,7 +886,7 @@ def _read_json(path: Path) -> dict:
 def _build_manifest(fig_dir: Path, stage_figs: Path, produced: dict[str, str], selected: list[Path],
                     parameters: dict, full_run: bool) -> dict:
     stems = [p.stem for p in selected]
-    old = {} if full_run else _read_json(fig_dir / MANIFEST_NAME)
+    old = {} if full_run else _read_json(fig_dir / FIGURES_MANIFEST_NAME)
     nb_entries = {k: v for k, v in old.get("notebooks", {}).items() if k not in stems}
     fig_entries = {k: v for k, v in old.get("figures", {}).items() if v.get("notebook") not in stems}
     for stem in stems:
@@ -994,7 +922,7 @@ def _publish(fig_dir: Path, stage_figs: Path, produced: dict[str, str], manifest
     (``notebooks``: destination -> staged file) and drop stale figures, all-or-nothing
     (:func:`dlmpaper.guards.publish`; its journal sits in ``fig_dir``)."""
     fig_dir.mkdir(parents=True, exist_ok=True)
-    old = _read_json(fig_dir / MANIFEST_NAME)
+    old = _read_json(fig_dir / FIGURES_MANIFEST_NAME)
     changes: list[tuple[Path, Path | None]] = [(fig_dir / name, stage_figs / name) for name in sorted(produced)]
     # A figure that an earlier run recorded for a notebook run now (or for any notebook, on a
     # full run) and that this run no longer makes is stale: remove it so figures/ matches the manifest.
@@ -1004,9 +932,9 @@ def _publish(fig_dir: Path, stage_figs: Path, produced: dict[str, str], manifest
         if (full_run or entry.get("notebook") in seconds) and (fig_dir / name).exists():
             changes.append((fig_dir / name, None))
     with tempfile.TemporaryDirectory(prefix="dlmpaper-publish-") as tmp:
-        _write_json(Path(tmp) / MANIFEST_NAME, manifest)
+        _write_json(Path(tmp) / FIGURES_MANIFEST_NAME, manifest)
         _write_json(Path(tmp) / TIMINGS_NAME, {"notebooks": seconds, "total": round(sum(seconds.values()), 3)})
-        changes += [(fig_dir / MANIFEST_NAME, Path(tmp) / MANIFEST_NAME), (fig_dir / TIMINGS_NAME, Path(tmp) / TIMINGS_NAME)]
+        changes += [(fig_dir / FIGURES_MANIFEST_NAME, Path(tmp) / FIGURES_MANIFEST_NAME), (fig_dir / TIMINGS_NAME, Path(tmp) / TIMINGS_NAME)]
         changes += sorted((notebooks or {}).items())
         guards.publish(changes, fig_dir / JOURNAL_NAME, before_commit)
     return {name: fig_dir / name for name in sorted(produced)}
@@ -1019,7 +947,7 @@ def _sharding_env(device_map: str | None, max_memory: str | None) -> dict[str, s
     """Kernel environment for :func:`dlmpaper.profiles.load_profile_model`'s sharding options (checked here)."""
     if device_map is None and max_memory is None:
         return {}  # without importing torch: a locked or misconfigured run must fail within a second
-    from dlmpaper.models import parse_max_memory
+    from dlmpaper.lm.models import parse_max_memory
     from dlmpaper.profiles import DEVICE_MAP_ENV, MAX_MEMORY_ENV
 
     if max_memory is not None and device_map is None:

@@ -32,7 +32,7 @@ import torch
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import BertConfig, BertForMaskedLM, PreTrainedTokenizerFast
 
-from dlmpaper.models import REGISTRY, ModelSpec
+from dlmpaper.lm.models import REGISTRY, ModelSpec
 
 #: Words every stand-in knows (LIMA's first training prompt and the probe's usual suspects).
 WORDS = (
