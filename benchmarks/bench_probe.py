@@ -33,9 +33,9 @@ from pathlib import Path
 import torch
 
 from dlmpaper import paths
-from dlmpaper.prompts import embedded_prompts_path, load_prompts
-from dlmpaper.lm.models import REGISTRY, load_model
 from dlmpaper.core.probe import plan_batches, positional_probe
+from dlmpaper.lm.models import REGISTRY, load_model
+from dlmpaper.prompts import embedded_prompts_path, load_prompts
 
 GOAL = 1.10
 RESULT = Path(paths.BENCHMARKS) / "results" / "probe.json"
@@ -117,8 +117,12 @@ def _time_probe(model, prompts, n_masks: int, batch_size: int, js_support="auto"
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="name, local directory or hub id (default: embedded or a stand-in)")
-    parser.add_argument("--prompts", default=None, help="lima | embedded | FILE | generated (default: embedded if shipped)")
+    parser.add_argument(
+        "--model", default=None, help="name, local directory or hub id (default: embedded or a stand-in)"
+    )
+    parser.add_argument(
+        "--prompts", default=None, help="lima | embedded | FILE | generated (default: embedded if shipped)"
+    )
     parser.add_argument("--n-prompts", type=int, default=100)
     parser.add_argument("--n-masks", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=8)
@@ -148,7 +152,9 @@ def main(argv: list[str] | None = None) -> int:
 
         # warm-up: one batch each way (allocator, kernels, lazy init)
         _time_bare(model, batches[:1])
-        positional_probe(model, prompts[: args.batch_size], n_masks=args.n_masks, batch_size=args.batch_size, progress=False)
+        positional_probe(
+            model, prompts[: args.batch_size], n_masks=args.n_masks, batch_size=args.batch_size, progress=False
+        )
 
         bare, probe, probe_no_js = [], [], []
         bare_cpu, probe_cpu, probe_no_js_cpu = [], [], []
@@ -172,7 +178,9 @@ def main(argv: list[str] | None = None) -> int:
         "model": label,
         "vocab_size": model.vocab_size,
         "device": str(model.device),
-        "device_name": torch.cuda.get_device_name(model.device) if model.device.type == "cuda" else platform.processor() or platform.machine(),
+        "device_name": torch.cuda.get_device_name(model.device)
+        if model.device.type == "cuda"
+        else platform.processor() or platform.machine(),
         "dtype": str(model.dtype).removeprefix("torch."),
         "prompts": source,
         "n_prompts": result.n_prompts,

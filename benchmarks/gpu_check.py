@@ -61,7 +61,10 @@ def _stage(report: dict, name: str, device: str, started: float) -> None:
 
     if device.startswith("cuda"):
         torch.cuda.synchronize()
-    report["stages"][name] = {"seconds": round(time.perf_counter() - started, 3), **{k: round(v, 3) for k, v in _peak(device).items()}}
+    report["stages"][name] = {
+        "seconds": round(time.perf_counter() - started, 3),
+        **{k: round(v, 3) for k, v in _peak(device).items()},
+    }
     print(f"{name:>10}: {report['stages'][name]}", flush=True)
 
 
@@ -78,8 +81,13 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(args.work or tempfile.mkdtemp(prefix="dlmpaper-gpu-check-"))
     cache = work / "hf-hub-cache"
-    os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_HUB_CACHE=str(cache),
-                      HF_MODULES_CACHE=str(work / "hf-modules"), TRANSFORMERS_VERBOSITY="error")
+    os.environ.update(
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        HF_HUB_CACHE=str(cache),
+        HF_MODULES_CACHE=str(work / "hf-modules"),
+        TRANSFORMERS_VERBOSITY="error",
+    )
     import torch
     from standins import build_llada_remote
 
@@ -90,8 +98,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("gpu_check: no CUDA device here; pass --device cpu for a smoke run", file=sys.stderr)
         return 2
-    report = {"scale": args.scale, "shape": SHAPES[args.scale], "device": args.device,
-              "machine": platform.machine(), "torch": torch.__version__, "stages": {}}
+    report = {
+        "scale": args.scale,
+        "shape": SHAPES[args.scale],
+        "device": args.device,
+        "machine": platform.machine(),
+        "torch": torch.__version__,
+        "stages": {},
+    }
     if args.device.startswith("cuda"):
         report["gpu"] = torch.cuda.get_device_name(0)
 
@@ -117,8 +131,16 @@ def main(argv: list[str] | None = None) -> int:
     _stage(report, "probe", args.device, started)
 
     started = time.perf_counter()
-    gen = sampling.generate(model, prompts, gen_length=64, block_length=32, steps=64, batch_size=args.batch_size,
-                            progress=False, record=False)
+    gen = sampling.generate(
+        model,
+        prompts,
+        gen_length=64,
+        block_length=32,
+        steps=64,
+        batch_size=args.batch_size,
+        progress=False,
+        record=False,
+    )
     report["sampler_tokens"] = int(gen.tokens.numel())
     _stage(report, "sampler", args.device, started)
     del model
@@ -133,10 +155,17 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["DLMPAPER_FIGURES"] = str(work / "figures")
         started = time.perf_counter()
         pm.execute_notebook(
-            str(ROOT / "notebooks" / "03_positional_probe.ipynb"), str(work / "03_paper_profile.ipynb"),
-            parameters={"profile": "paper", "device": args.device, "prompts": str(prompt_file),
-                        "n_prompts": len(prompts), "batch_size": args.batch_size},
-            progress_bar=False, cwd=str(ROOT / "notebooks"),
+            str(ROOT / "notebooks" / "03_positional_probe.ipynb"),
+            str(work / "03_paper_profile.ipynb"),
+            parameters={
+                "profile": "paper",
+                "device": args.device,
+                "prompts": str(prompt_file),
+                "n_prompts": len(prompts),
+                "batch_size": args.batch_size,
+            },
+            progress_bar=False,
+            cwd=str(ROOT / "notebooks"),
         )
         _stage(report, "notebook03", args.device, started)
 

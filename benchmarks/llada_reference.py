@@ -1,7 +1,7 @@
 """A plain, unbatched restatement of LLaDA's sampler (Nie et al. 2025, low-confidence remasking).
 
 Written from the paper's description to check :func:`dlmpaper.core.sampling.generate` against
-(``tests/test_sampling.py``) and to time it (``benchmarks/bench_sampler.py``). One prompt
+(``tests/unit/test_sampling.py``) and to time it (``benchmarks/bench_sampler.py``). One prompt
 at a time, simple loops, full-sequence float64 softmax as in LLaDA's public sampler;
 temperature 0 only, ``low_confidence`` or ``random`` remasking, optional classifier-free
 guidance. As in the library, the mask token is never a candidate (its logit is set to

@@ -84,8 +84,7 @@ def check_prompt_source(source: str | os.PathLike) -> str | Path:
             raise FileNotFoundError(f"prompt file not found: {path}")
         return path
     raise ValueError(
-        f"unknown prompt source {name!r}: use 'lima', 'embedded' or a path ending in "
-        f"{', '.join(PROMPT_SUFFIXES)}"
+        f"unknown prompt source {name!r}: use 'lima', 'embedded' or a path ending in {', '.join(PROMPT_SUFFIXES)}"
     )
 
 
@@ -253,13 +252,14 @@ def _read_text(path: Path) -> str:
     """The file's text: UTF-8, a leading byte-order mark dropped; anything else fails naming the line."""
     data = path.read_bytes()
     if data.startswith(codecs.BOM_UTF8):
-        data = data[len(codecs.BOM_UTF8):]
+        data = data[len(codecs.BOM_UTF8) :]
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line_start = data.rfind(b"\n", 0, exc.start) + 1
         raise _fail(
-            path, data.count(b"\n", 0, exc.start) + 1,
+            path,
+            data.count(b"\n", 0, exc.start) + 1,
             f"not UTF-8 text (byte 0x{data[exc.start]:02x} at column {exc.start - line_start + 1}); re-save the file as UTF-8",
         ) from None
 
@@ -334,9 +334,15 @@ def _csv_records(path: Path) -> list[tuple[int, Any]]:
             start = reader.line_num + 1
     except csv.Error as exc:
         if "unexpected end of data" in str(exc):
-            raise _fail(path, start, "unclosed quote: the quoted field starting on this line runs to the end of the file; "
-                                     "close it (write a quote inside a field as \"\")") from None
-        raise _fail(path, start, f"bad CSV ({exc}); quote fields that contain commas, write a quote inside one as \"\"") from None
+            raise _fail(
+                path,
+                start,
+                "unclosed quote: the quoted field starting on this line runs to the end of the file; "
+                'close it (write a quote inside a field as "")',
+            ) from None
+        raise _fail(
+            path, start, f'bad CSV ({exc}); quote fields that contain commas, write a quote inside one as ""'
+        ) from None
     return records
 
 

@@ -20,8 +20,19 @@ from pathlib import Path
 
 from dlmpaper import paths
 
-__all__ = ["MANIFEST_NAME", "ManifestError", "checkpoint_digest", "family_model_record", "local_weights", "model_record",
-           "record_model", "sha256_file", "toy_model_record", "verify_manifest", "write_manifest"]
+__all__ = [
+    "MANIFEST_NAME",
+    "ManifestError",
+    "checkpoint_digest",
+    "family_model_record",
+    "local_weights",
+    "model_record",
+    "record_model",
+    "sha256_file",
+    "toy_model_record",
+    "verify_manifest",
+    "write_manifest",
+]
 
 #: The checksum file of every shipped checkpoint folder (``sha256sum`` format).
 MANIFEST_NAME = "MANIFEST.sha256"
@@ -79,17 +90,13 @@ def verify_manifest(directory: str | os.PathLike, *, fix: str = RESTORE_FIX) -> 
             continue
         parts = line.split(maxsplit=1)
         if len(parts) != 2 or not re.fullmatch(r"[0-9a-fA-F]{64}", parts[0]):
-            raise ManifestError(
-                f"{manifest}: line {lineno} is not '<sha256>  <filename>': {raw!r}. Fix: {fix}."
-            )
+            raise ManifestError(f"{manifest}: line {lineno} is not '<sha256>  <filename>': {raw!r}. Fix: {fix}.")
         expected, fname = parts[0].lower(), parts[1].strip().lstrip("*")
         target = directory / fname
         if Path(fname).is_absolute() or ".." in Path(fname).parts:
             raise ManifestError(f"{manifest}: line {lineno} names a path outside the directory: {fname!r}")
         if not target.is_file():
-            raise ManifestError(
-                f"{target} is listed in {MANIFEST_NAME} but missing. Fix: {fix}."
-            )
+            raise ManifestError(f"{target} is listed in {MANIFEST_NAME} but missing. Fix: {fix}.")
         actual = sha256_file(target)
         if actual != expected:
             raise ManifestError(
@@ -98,7 +105,6 @@ def verify_manifest(directory: str | os.PathLike, *, fix: str = RESTORE_FIX) -> 
             )
         checked.append(fname)
     return checked
-
 
 
 def local_weights(location: str | Path | None) -> Path | None:
@@ -147,8 +153,13 @@ def toy_model_record(name: str, uses: str, root: str | Path | None = None) -> di
     weights = Path(root if root is not None else toymodels.TOY_MODELS) / lang.name / "model.safetensors"
     if not weights.is_file():
         raise FileNotFoundError(f"no toy model weights at {weights}; train them with `{toymodels.TOY_RETRAIN_COMMAND}`")
-    return {"model_id": f"toy/{lang.name}", "hub_id": None, "revision": sha256_file(weights), "dtype": "float32",
-            "uses": uses}
+    return {
+        "model_id": f"toy/{lang.name}",
+        "hub_id": None,
+        "revision": sha256_file(weights),
+        "dtype": "float32",
+        "uses": uses,
+    }
 
 
 def family_model_record(directory: str | Path, uses: str | None = None) -> dict:
@@ -172,7 +183,9 @@ def record_model(info: dict) -> None:
     Returns None, so a notebook cell ending with this call shows no (volatile) path.
     """
     if not isinstance(info, dict) or not isinstance(info.get("model_id"), str) or not info["model_id"]:
-        raise ValueError("record_model needs a dict with a non-empty 'model_id', e.g. {'model_id': ..., 'revision': ...}")
+        raise ValueError(
+            "record_model needs a dict with a non-empty 'model_id', e.g. {'model_id': ..., 'revision': ...}"
+        )
     notebook = os.environ.get(NOTEBOOK_ENV)
     figures = os.environ.get(FIGURES_ENV)
     json.dumps(info)  # fail early, inside the notebook, on values that are not JSON

@@ -144,7 +144,9 @@ class NotebookFailed(ReproduceError):
 
     exit_code = 1
 
-    def __init__(self, notebook: str, cell_index: int | None, source: str, ename: str, evalue: str, scratch: Path | None):
+    def __init__(
+        self, notebook: str, cell_index: int | None, source: str, ename: str, evalue: str, scratch: Path | None
+    ):
         self.notebook = notebook
         self.cell_index = cell_index
         self.source = source
@@ -175,8 +177,10 @@ class RunAborted(ReproduceError):
     def __init__(self, signum: int):
         self.signum = signum
         self.exit_code = 128 + signum
-        super().__init__(f"interrupted by {signal.Signals(signum).name}: nothing was published; "
-                         "figures/ and notebooks/ are as they were")
+        super().__init__(
+            f"interrupted by {signal.Signals(signum).name}: nothing was published; "
+            "figures/ and notebooks/ are as they were"
+        )
 
 
 @dataclass
@@ -215,7 +219,8 @@ def discover_notebooks(notebooks_dir: str | os.PathLike, select: Sequence[str] |
     for item in select:
         item = item.strip()
         hits = [
-            p for p in paths
+            p
+            for p in paths
             if item in (p.stem, p.name) or (item.isdigit() and int(item) == int(p.name.split("_", 1)[0]))
         ]
         if not hits:
@@ -368,8 +373,8 @@ def _set_parameters(source: str, values: dict[str, Any]) -> str:
     for value_node, text in sorted(edits, key=lambda e: (e[0].lineno, e[0].col_offset), reverse=True):
         first, last_line = value_node.lineno - 1, value_node.end_lineno - 1
         head = lines[first].encode("utf-8")[: value_node.col_offset].decode("utf-8")
-        tail = lines[last_line].encode("utf-8")[value_node.end_col_offset:].decode("utf-8")
-        lines[first: last_line + 1] = [head + text + tail]
+        tail = lines[last_line].encode("utf-8")[value_node.end_col_offset :].decode("utf-8")
+        lines[first : last_line + 1] = [head + text + tail]
     out = "".join(lines)
     if appended:
         out = out.rstrip("\n") + "\n" + "\n".join(appended)
@@ -461,7 +466,9 @@ def preflight(profile: str, device: str | None) -> str:
         if device == "auto":
             device = "cuda" if has_cuda else "cpu"
         if device == "cuda" and not has_cuda:
-            missing.append("a CUDA GPU (torch.cuda.is_available() is False); use --profile embedded --device cpu instead")
+            missing.append(
+                "a CUDA GPU (torch.cuda.is_available() is False); use --profile embedded --device cpu instead"
+            )
         if profile == "paper" and device != "cuda" and not has_cuda:
             missing.append("a CUDA GPU for the paper profile (LLaDA-8B in bf16 needs ~17 GB of GPU memory)")
     if missing:
@@ -641,18 +648,22 @@ def run(
         scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=scratch_parent))
         (scratch / RUNNING_MARKER).write_text(f"{os.getpid()}\n")
         try:
-            produced, seconds, executed = _execute_all(selected, nb_dir, scratch, parameters, kernel, progress,
-                                                       start_timeout, sharding)
+            produced, seconds, executed = _execute_all(
+                selected, nb_dir, scratch, parameters, kernel, progress, start_timeout, sharding
+            )
             manifest = _build_manifest(fig_dir, scratch / "figures", produced, selected, parameters, full_run)
             final_nbs = {stem: target_dir / staged.name for stem, staged in executed.items()} if target_dir else {}
             staged_nbs = {final_nbs[stem]: staged for stem, staged in executed.items() if stem in final_nbs}
             with signals.deferred():  # a signal now cancels the publish (rolled back) before its commit point
                 try:
-                    published = _publish(fig_dir, scratch / "figures", produced, manifest, seconds, full_run,
-                                         staged_nbs, signals.check)
+                    published = _publish(
+                        fig_dir, scratch / "figures", produced, manifest, seconds, full_run, staged_nbs, signals.check
+                    )
                 except OSError as exc:
-                    raise PublishFailed(f"publishing failed ({exc}); figures/ and notebooks/ were rolled back to "
-                                        f"their previous state. The executed notebooks are kept in {scratch}") from exc
+                    raise PublishFailed(
+                        f"publishing failed ({exc}); figures/ and notebooks/ were rolled back to "
+                        f"their previous state. The executed notebooks are kept in {scratch}"
+                    ) from exc
                 shutil.rmtree(scratch, ignore_errors=True)
         except (NotebookFailed, PublishFailed):
             (scratch / RUNNING_MARKER).unlink(missing_ok=True)  # kept for inspection, not stale
@@ -685,8 +696,16 @@ def _run_lock(fig_dir: Path) -> Iterator[None]:
         lock.__exit__()
 
 
-def _execute_all(selected: list[Path], nb_dir: Path, scratch: Path, parameters: dict, kernel: str, progress: bool,
-                 start_timeout: int, sharding: dict[str, str]) -> tuple[dict[str, str], dict[str, float], dict[str, Path]]:
+def _execute_all(
+    selected: list[Path],
+    nb_dir: Path,
+    scratch: Path,
+    parameters: dict,
+    kernel: str,
+    progress: bool,
+    start_timeout: int,
+    sharding: dict[str, str],
+) -> tuple[dict[str, str], dict[str, float], dict[str, Path]]:
     """Execute ``selected`` in order inside ``scratch``; return (figure -> notebook, seconds, staged notebooks)."""
     import nbformat
     import papermill as pm
@@ -883,8 +902,9 @@ def _read_json(path: Path) -> dict:
         return {}
 
 
-def _build_manifest(fig_dir: Path, stage_figs: Path, produced: dict[str, str], selected: list[Path],
-                    parameters: dict, full_run: bool) -> dict:
+def _build_manifest(
+    fig_dir: Path, stage_figs: Path, produced: dict[str, str], selected: list[Path], parameters: dict, full_run: bool
+) -> dict:
     stems = [p.stem for p in selected]
     old = {} if full_run else _read_json(fig_dir / FIGURES_MANIFEST_NAME)
     nb_entries = {k: v for k, v in old.get("notebooks", {}).items() if k not in stems}
@@ -915,9 +935,16 @@ def _build_manifest(fig_dir: Path, stage_figs: Path, produced: dict[str, str], s
     }
 
 
-def _publish(fig_dir: Path, stage_figs: Path, produced: dict[str, str], manifest: dict,
-             seconds: dict[str, float], full_run: bool, notebooks: dict[Path, Path] | None = None,
-             before_commit: Any = None) -> dict[str, Path]:
+def _publish(
+    fig_dir: Path,
+    stage_figs: Path,
+    produced: dict[str, str],
+    manifest: dict,
+    seconds: dict[str, float],
+    full_run: bool,
+    notebooks: dict[Path, Path] | None = None,
+    before_commit: Any = None,
+) -> dict[str, Path]:
     """Publish the staged figures, MANIFEST.json, TIMINGS.json and executed notebooks
     (``notebooks``: destination -> staged file) and drop stale figures, all-or-nothing
     (:func:`dlmpaper.guards.publish`; its journal sits in ``fig_dir``)."""
@@ -934,7 +961,10 @@ def _publish(fig_dir: Path, stage_figs: Path, produced: dict[str, str], manifest
     with tempfile.TemporaryDirectory(prefix="dlmpaper-publish-") as tmp:
         _write_json(Path(tmp) / FIGURES_MANIFEST_NAME, manifest)
         _write_json(Path(tmp) / TIMINGS_NAME, {"notebooks": seconds, "total": round(sum(seconds.values()), 3)})
-        changes += [(fig_dir / FIGURES_MANIFEST_NAME, Path(tmp) / FIGURES_MANIFEST_NAME), (fig_dir / TIMINGS_NAME, Path(tmp) / TIMINGS_NAME)]
+        changes += [
+            (fig_dir / FIGURES_MANIFEST_NAME, Path(tmp) / FIGURES_MANIFEST_NAME),
+            (fig_dir / TIMINGS_NAME, Path(tmp) / TIMINGS_NAME),
+        ]
         changes += sorted((notebooks or {}).items())
         guards.publish(changes, fig_dir / JOURNAL_NAME, before_commit)
     return {name: fig_dir / name for name in sorted(produced)}
@@ -967,21 +997,37 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m dlmpaper.reproduce",
         description="Run notebooks/NN_*.ipynb in order with papermill and regenerate figures/ (failure-safe).",
     )
-    p.add_argument("--profile", choices=PROFILES, default="embedded",
-                   help="embedded: shipped small model, CPU, offline (default); paper: LLaDA-8B-Instruct on LIMA, GPU + hub")
+    p.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default="embedded",
+        help="embedded: shipped small model, CPU, offline (default); paper: LLaDA-8B-Instruct on LIMA, GPU + hub",
+    )
     p.add_argument("--device", choices=DEVICES, default=None, help="default: cpu for embedded, cuda for paper")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device-map", default=None,
-                   help="accelerate device map for the profile's model, e.g. auto (shard over GPUs / offload to CPU)")
+    p.add_argument(
+        "--device-map",
+        default=None,
+        help="accelerate device map for the profile's model, e.g. auto (shard over GPUs / offload to CPU)",
+    )
     p.add_argument("--max-memory", default=None, help="with --device-map: memory per device, e.g. 0=40GiB,cpu=100GiB")
-    p.add_argument("--notebooks", nargs="+", default=None, metavar="NN",
-                   help="subset to run, by number or stem, e.g. --notebooks 03 04 (comma lists work too)")
+    p.add_argument(
+        "--notebooks",
+        nargs="+",
+        default=None,
+        metavar="NN",
+        help="subset to run, by number or stem, e.g. --notebooks 03 04 (comma lists work too)",
+    )
     p.add_argument("--no-inplace", action="store_true", help="do not write executed notebooks over notebooks/")
     p.add_argument("--output-dir", type=Path, default=None, help="write executed notebooks here instead of notebooks/")
     p.add_argument("--notebooks-dir", type=Path, default=None, help="default: dlmpaper.paths.NOTEBOOKS")
     p.add_argument("--figures-dir", type=Path, default=None, help="default: dlmpaper.paths.FIGURES")
-    p.add_argument("--scratch-dir", type=Path, default=None,
-                   help="where the temporary run folder is made (default: system temp); kept after a failure")
+    p.add_argument(
+        "--scratch-dir",
+        type=Path,
+        default=None,
+        help="where the temporary run folder is made (default: system temp); kept after a failure",
+    )
     p.add_argument("--kernel", default="python3", help="Jupyter kernel name (python3 = this interpreter)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -1013,8 +1059,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dlmpaper.reproduce: error: {err}", file=sys.stderr)
         return err.exit_code
     total = sum(result.seconds.values())
-    print(f"{len(result.notebooks)} notebooks, {len(result.figures)} figures in {total:.1f} s; "
-          f"manifest: {result.manifest}", file=sys.stderr)
+    print(
+        f"{len(result.notebooks)} notebooks, {len(result.figures)} figures in {total:.1f} s; "
+        f"manifest: {result.manifest}",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -25,7 +25,7 @@ scores the same on both and its excess is zero:
 
 :class:`PromptIgnoringModel` is the negative control (same logits whatever the prompt);
 shuffling the gold answers over prompts is the other (:func:`shuffled_answers`). Both must make
-the verdicts say "NOT supported" (tests/test_probe_measures.py); notebook 03 prints both next
+the verdicts say "NOT supported" (tests/unit/test_probe_measures.py); notebook 03 prints both next
 to the real model. All intervals are 95% percentile bootstraps over prompts (fixed seed).
 """
 
@@ -41,7 +41,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dlmpaper.core.tables import ci_text as ci_text  # re-exported: how notebooks print an estimate
 from dlmpaper.core.probe import (
     STOP_WORDS,
     ProbeResult,
@@ -54,16 +53,37 @@ from dlmpaper.core.probe import (
     unigram_ranks_from_model,
     validate_probe_args,
 )
-from dlmpaper.core.stats import bootstrap_mean, bootstrap_statistic, nanmean, percentile_interval, resample_index, spearman
+from dlmpaper.core.stats import (
+    bootstrap_mean,
+    bootstrap_statistic,
+    nanmean,
+    percentile_interval,
+    resample_index,
+    spearman,
+)
+from dlmpaper.core.tables import ci_text as ci_text  # re-exported: how notebooks print an estimate
 from dlmpaper.corpora.wordnet import load_split
 
 __all__ = [
     # the probe itself (dlmpaper.core.probe) and the corpus reader, for notebook 03
-    "positional_probe", "position_summary", "modal_top1", "end_dominance_distance", "unigram_ranks_from_counts",
-    "unigram_ranks_from_model", "validate_probe_args", "bootstrap_mean", "ci_text", "load_split",
+    "positional_probe",
+    "position_summary",
+    "modal_top1",
+    "end_dominance_distance",
+    "unigram_ranks_from_counts",
+    "unigram_ranks_from_model",
+    "validate_probe_args",
+    "bootstrap_mean",
+    "ci_text",
+    "load_split",
     # window statistics
-    "DEFAULT_WINDOWS", "compare_windows", "corpus_unigram_counts", "frequency_class_by_position",
-    "headword_copy_check", "headword_positions", "window_summary",
+    "DEFAULT_WINDOWS",
+    "compare_windows",
+    "corpus_unigram_counts",
+    "frequency_class_by_position",
+    "headword_copy_check",
+    "headword_positions",
+    "window_summary",
     # measures against baselines
     "DEFAULT_RECALL_WINDOWS",
     "JS_NOISE_FLOOR",
@@ -122,8 +142,6 @@ def corpus_unigram_counts(
     series = pd.Series(counts, dtype=np.int64, name="count").sort_index()
     series.index = series.index.astype(np.int64).rename("token_id")
     return series
-
-
 
 
 def _window_values(matrix: np.ndarray, first: int, last: int) -> np.ndarray:
@@ -271,8 +289,9 @@ def headword_positions(tokenizer: Any, prompts: pd.DataFrame) -> pd.DataFrame:
                     position, token_id = float(i + 1), int(enc["input_ids"][i])
                     token = tokenizer.decode([token_id], clean_up_tokenization_spaces=False)
                     break
-        rows.append({"prompt_id": str(pid), "headword": word, "gold_position": position,
-                     "token_id": token_id, "token": token})
+        rows.append(
+            {"prompt_id": str(pid), "headword": word, "gold_position": position, "token_id": token_id, "token": token}
+        )
     return pd.DataFrame(rows)
 
 
@@ -292,7 +311,9 @@ def headword_copy_check(result: ProbeResult, tokenizer: Any, prompts: pd.DataFra
     gold["gold_position"] = gold["gold_position"].astype(np.int64)
     table = result.table[["prompt_id", "position", "rank", "token_id", "prob"]]
     hits = gold.merge(
-        table, left_on=["prompt_id", "gold_position", "token_id"], right_on=["prompt_id", "position", "token_id"],
+        table,
+        left_on=["prompt_id", "gold_position", "token_id"],
+        right_on=["prompt_id", "position", "token_id"],
         how="left",
     ).drop(columns="position")
     hits = hits.sort_values(["prompt_id", "rank"], kind="stable").drop_duplicates("prompt_id")  # one row per prompt
@@ -338,8 +359,9 @@ def derangement(n: int) -> np.ndarray:
     return (np.arange(n) + 1) % n
 
 
-def content_token_sets(tokenizer, texts: Sequence[str], min_letters: int = 3,
-                       exclude: frozenset[str] | None = None) -> list[frozenset[int]]:
+def content_token_sets(
+    tokenizer, texts: Sequence[str], min_letters: int = 3, exclude: frozenset[str] | None = None
+) -> list[frozenset[int]]:
     """Per text, the word-initial token ids of its content words.
 
     A content word has >= 3 letters and is not in ``exclude`` (default: :data:`dlmpaper.core.probe.STOP_WORDS`
@@ -396,8 +418,17 @@ def _rows(measure: str, window: str, own: np.ndarray, mismatched: np.ndarray, n_
     rows = []
     for kind, values in (("own", own), ("mismatched", mismatched), ("excess", own - mismatched)):
         mean, low, high = _mean_ci(values, n_boot, seed)
-        rows.append({"measure": measure, "window": window, "scored_against": kind, "mean": mean,
-                     "ci_low": low, "ci_high": high, "n_prompts": int(np.sum(~np.isnan(values)))})
+        rows.append(
+            {
+                "measure": measure,
+                "window": window,
+                "scored_against": kind,
+                "mean": mean,
+                "ci_low": low,
+                "ci_high": high,
+                "n_prompts": int(np.sum(~np.isnan(values))),
+            }
+        )
     return rows
 
 
@@ -416,9 +447,15 @@ def _window_union(top: np.ndarray, window: tuple[int, int]) -> list[set[int]]:
     return [set(row[lo - 1 : hi].ravel().tolist()) for row in top]
 
 
-def _scored_against_baseline(result: ProbeResult, token_sets: Sequence[frozenset[int]],
-                             windows: Sequence[tuple[int, int]], measure: str, score, n_boot: int,
-                             seed: int) -> pd.DataFrame:
+def _scored_against_baseline(
+    result: ProbeResult,
+    token_sets: Sequence[frozenset[int]],
+    windows: Sequence[tuple[int, int]],
+    measure: str,
+    score,
+    n_boot: int,
+    seed: int,
+) -> pd.DataFrame:
     """``score(top-k ids seen in a window, token set)`` per prompt with a non-empty set, against its
     own set and the next such prompt's (:func:`derangement`): the shared body of :func:`copy_rate`
     and :func:`gold_recall`."""
@@ -438,8 +475,15 @@ def _scored_against_baseline(result: ProbeResult, token_sets: Sequence[frozenset
     return pd.DataFrame(rows)
 
 
-def copy_rate(result: ProbeResult, prompt_tokens: Sequence[frozenset[int]], windows: Sequence[tuple[int, int]] = ((1, 8),),
-              *, by_position: bool = False, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+def copy_rate(
+    result: ProbeResult,
+    prompt_tokens: Sequence[frozenset[int]],
+    windows: Sequence[tuple[int, int]] = ((1, 8),),
+    *,
+    by_position: bool = False,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Prompt-content copy rate: share of prompts whose top-k within a window holds one of their own
     prompt's content tokens (:func:`content_token_sets`), scored against their own tokens, against
     the next prompt's (:func:`derangement`) and the paired excess. Prompts without content tokens are
@@ -448,25 +492,33 @@ def copy_rate(result: ProbeResult, prompt_tokens: Sequence[frozenset[int]], wind
     """
     if by_position:
         windows = [(p, p) for p in range(1, result.n_masks + 1)]
-    return _scored_against_baseline(result, prompt_tokens, windows, "copy_rate", lambda seen, t: float(bool(seen & t)),
-                                    n_boot, seed)
+    return _scored_against_baseline(
+        result, prompt_tokens, windows, "copy_rate", lambda seen, t: float(bool(seen & t)), n_boot, seed
+    )
 
 
-def gold_recall(result: ProbeResult, gold_tokens: Sequence[frozenset[int]],
-                windows: Sequence[tuple[int, int]] = DEFAULT_RECALL_WINDOWS, *, n_boot: int = 1000,
-                seed: int = 0) -> pd.DataFrame:
+def gold_recall(
+    result: ProbeResult,
+    gold_tokens: Sequence[frozenset[int]],
+    windows: Sequence[tuple[int, int]] = DEFAULT_RECALL_WINDOWS,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Gold-answer recall per window: share of a prompt's gold-answer content tokens found among the
     top-k at the window's positions, scored against its own answer, the next prompt's answer
     (:func:`derangement`) and the paired excess. Prompts whose answer has no content token are left
     out. Equal-width windows (default 16 positions) keep near and far comparable. Tidy, as
     :func:`copy_rate` (measure ``gold_recall``). Works for LIMA's assistant turns in the paper profile.
     """
-    return _scored_against_baseline(result, gold_tokens, windows, "gold_recall", lambda seen, t: len(seen & t) / len(t),
-                                    n_boot, seed)
+    return _scored_against_baseline(
+        result, gold_tokens, windows, "gold_recall", lambda seen, t: len(seen & t) / len(t), n_boot, seed
+    )
 
 
-def end_length_correlation(end_positions: Sequence[float], answer_lengths: Sequence[float], *, n_boot: int = 1000,
-                           seed: int = 0) -> dict[str, float]:
+def end_length_correlation(
+    end_positions: Sequence[float], answer_lengths: Sequence[float], *, n_boot: int = 1000, seed: int = 0
+) -> dict[str, float]:
     """Spearman correlation (average ranks) of the end-dominance position with the gold answer's
     length in tokens, with its 95% bootstrap CI over prompts (``rho``, ``ci_low``, ``ci_high``,
     ``n_prompts``). Prompts that never end in EOS (NaN position) are left out. NaN when either side
@@ -510,8 +562,16 @@ def _pick(frame: pd.DataFrame, window: str, against: str) -> pd.Series:
     return frame[(frame["window"] == window) & (frame["scored_against"] == against)].iloc[0]
 
 
-def verdicts(js: dict, copy: pd.DataFrame, recall: pd.DataFrame | None, end_length: dict | None,
-             *, near: str = "1-8", recall_near: str | None = None, recall_far: str | None = None) -> pd.DataFrame:
+def verdicts(
+    js: dict,
+    copy: pd.DataFrame,
+    recall: pd.DataFrame | None,
+    end_length: dict | None,
+    *,
+    near: str = "1-8",
+    recall_near: str | None = None,
+    recall_far: str | None = None,
+) -> pd.DataFrame:
     """Notebook 03's verdict lines, each against its baseline or null (paper §4, issue (i)).
 
     1. prompt-specificity: JS near vs far (``dlmpaper.figures.probe.compare_windows``), null 0
@@ -528,30 +588,50 @@ def verdicts(js: dict, copy: pd.DataFrame, recall: pd.DataFrame | None, end_leng
     """
     lines = []
     ok = bool(js["near_low"] > js["far_high"] and js["diff_low"] > JS_NOISE_FLOOR)
-    lines.append(("1. prompt-specificity (JS, nats) near 1-8 vs far 65-128",
-                  f"{_ci(js['near'], js['near_low'], js['near_high'])} vs {_ci(js['far'], js['far_low'], js['far_high'])}",
-                  _verdict(ok)))
+    lines.append(
+        (
+            "1. prompt-specificity (JS, nats) near 1-8 vs far 65-128",
+            f"{_ci(js['near'], js['near_low'], js['near_high'])} vs {_ci(js['far'], js['far_low'], js['far_high'])}",
+            _verdict(ok),
+        )
+    )
     own, mis, exc = (_pick(copy, near, k) for k in ("own", "mismatched", "excess"))
-    lines.append((f"2. own-prompt content in the top-k at {near}, minus another prompt's",
-                  f"{_ci(own['mean'], own['ci_low'], own['ci_high'])} - {_ci(mis['mean'], mis['ci_low'], mis['ci_high'])}"
-                  f" = {_ci(exc['mean'], exc['ci_low'], exc['ci_high'])}", _verdict(bool(exc["ci_low"] > 0))))
+    lines.append(
+        (
+            f"2. own-prompt content in the top-k at {near}, minus another prompt's",
+            f"{_ci(own['mean'], own['ci_low'], own['ci_high'])} - {_ci(mis['mean'], mis['ci_low'], mis['ci_high'])}"
+            f" = {_ci(exc['mean'], exc['ci_low'], exc['ci_high'])}",
+            _verdict(bool(exc["ci_low"] > 0)),
+        )
+    )
     if recall is None:
-        lines.append(("3. gold-answer recall, near window vs far window (excess over another prompt's answer)", "n/a", "n/a"))
+        lines.append(
+            ("3. gold-answer recall, near window vs far window (excess over another prompt's answer)", "n/a", "n/a")
+        )
     else:
         labels = list(dict.fromkeys(recall["window"]))
         a = _pick(recall, recall_near or labels[0], "excess")
         b = _pick(recall, recall_far or labels[-1], "excess")
         ok = bool(a["ci_low"] > 0 and a["ci_low"] > b["ci_high"])
-        lines.append((f"3. gold-answer recall excess, {a['window']} vs {b['window']}",
-                      f"{_ci(a['mean'], a['ci_low'], a['ci_high'])} vs {_ci(b['mean'], b['ci_low'], b['ci_high'])}",
-                      _verdict(ok)))
+        lines.append(
+            (
+                f"3. gold-answer recall excess, {a['window']} vs {b['window']}",
+                f"{_ci(a['mean'], a['ci_low'], a['ci_high'])} vs {_ci(b['mean'], b['ci_low'], b['ci_high'])}",
+                _verdict(ok),
+            )
+        )
     if end_length is None:
         lines.append(("4. end-dominance position vs gold answer length (Spearman)", "n/a", "n/a"))
     else:
         rho = end_length
-        numbers = "constant (no correlation defined)" if np.isnan(rho["rho"]) else _ci(rho["rho"], rho["ci_low"], rho["ci_high"])
-        lines.append(("4. end-dominance position vs gold answer length (Spearman)", numbers,
-                      _verdict(bool(rho["ci_low"] > 0))))
+        numbers = (
+            "constant (no correlation defined)"
+            if np.isnan(rho["rho"])
+            else _ci(rho["rho"], rho["ci_low"], rho["ci_high"])
+        )
+        lines.append(
+            ("4. end-dominance position vs gold answer length (Spearman)", numbers, _verdict(bool(rho["ci_low"] > 0)))
+        )
     reads = ["prompt", "prompt", "gold answer", "gold answer"]
     return pd.DataFrame([(*line, r) for line, r in zip(lines, reads)], columns=["claim", "numbers", "verdict", "reads"])
 
@@ -577,18 +657,29 @@ class PromptIgnoringModel:
         n_masks = int((input_ids == self._model.mask_id).sum(dim=1).max())
         ids, attn = self._model.batch([self._fixed], n_masks)
         fixed = self._model.logits(ids, attn)[:, -n_masks:, :]
-        out = torch.zeros(input_ids.shape[0], input_ids.shape[1], fixed.shape[-1], dtype=fixed.dtype, device=fixed.device)
+        out = torch.zeros(
+            input_ids.shape[0], input_ids.shape[1], fixed.shape[-1], dtype=fixed.dtype, device=fixed.device
+        )
         out[:, -n_masks:, :] = fixed
         return out
 
 
 def answer_lengths(tokenizer, responses: Sequence[str]) -> np.ndarray:
     """Gold answer lengths in tokens (``add_special_tokens=False``), for :func:`end_length_correlation`."""
-    return np.array([len(ids) for ids in tokenizer(list(responses), add_special_tokens=False)["input_ids"]], dtype=float)
+    return np.array(
+        [len(ids) for ids in tokenizer(list(responses), add_special_tokens=False)["input_ids"]], dtype=float
+    )
 
 
-def probe_evidence(result: ProbeResult, prompts: pd.DataFrame, tokenizer, *, near: tuple[int, int] = (1, 8),
-                   n_boot: int = 1000, seed: int = 0) -> dict:
+def probe_evidence(
+    result: ProbeResult,
+    prompts: pd.DataFrame,
+    tokenizer,
+    *,
+    near: tuple[int, int] = (1, 8),
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict:
     """Every measure of this module on one probe run, and notebook 03's verdict lines (paper §4).
 
     ``prompts`` is the prompt set the probe ran on (``prompt_id``, ``prompt``, optional ``response``;
@@ -604,10 +695,19 @@ def probe_evidence(result: ProbeResult, prompts: pd.DataFrame, tokenizer, *, nea
     copy_by_window = copy_rate(result, prompt_tokens, DEFAULT_RECALL_WINDOWS, n_boot=n_boot, seed=seed)
     recall = end_length = None
     if "response" in frame.columns:
-        recall = gold_recall(result, content_token_sets(tokenizer, frame["response"].tolist()), n_boot=n_boot, seed=seed)
+        recall = gold_recall(
+            result, content_token_sets(tokenizer, frame["response"].tolist()), n_boot=n_boot, seed=seed
+        )
         ends = end_dominance_distance(result).set_index("prompt_id").loc[result.prompt_ids, "end_dominance_position"]
-        end_length = end_length_correlation(ends.to_numpy(), answer_lengths(tokenizer, frame["response"]),
-                                            n_boot=n_boot, seed=seed)
+        end_length = end_length_correlation(
+            ends.to_numpy(), answer_lengths(tokenizer, frame["response"]), n_boot=n_boot, seed=seed
+        )
     table = verdicts(js, copy, recall, end_length, near=_window_label(near))
-    return {"js": js, "copy": copy, "copy_by_window": copy_by_window, "recall": recall, "end_length": end_length,
-            "verdicts": table}
+    return {
+        "js": js,
+        "copy": copy,
+        "copy_by_window": copy_by_window,
+        "recall": recall,
+        "end_length": end_length,
+        "verdicts": table,
+    }

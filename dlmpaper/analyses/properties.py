@@ -20,20 +20,21 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dlmpaper.core.corruption import information_retained as information_retained  # re-exported for notebook 02
-from dlmpaper.corpora.wordnet import load_split as load_split  # re-exported for notebook 02
 from dlmpaper import paths
 from dlmpaper.core import corruption
-from dlmpaper.lm.protocol import MaskedDiffusionLM
-from dlmpaper.lm import families
+from dlmpaper.core.corruption import information_retained as information_retained  # re-exported for notebook 02
 from dlmpaper.core.objectives import left_padded_positions
 from dlmpaper.core.trap import ToyLanguage, invalid_rate_by_tokens_per_step, wilson
-
+from dlmpaper.corpora.wordnet import load_split as load_split  # re-exported for notebook 02
+from dlmpaper.lm import families
+from dlmpaper.lm.protocol import MaskedDiffusionLM
 
 # --------------------------------------------------------------------------------------- D1
 
 
-def gold_posterior_gaussian(z: torch.Tensor, gold: torch.Tensor, embedding: torch.Tensor, alpha_bar: float) -> torch.Tensor:
+def gold_posterior_gaussian(
+    z: torch.Tensor, gold: torch.Tensor, embedding: torch.Tensor, alpha_bar: float
+) -> torch.Tensor:
     """P(x_0 = gold | z_t) under a uniform prior over the vocabulary (D1: what z_t alone still says).
 
     q(z_t | v) = N(sqrt(abar) E_v, (1 - abar) I), so the posterior is a softmax over v of
@@ -43,7 +44,7 @@ def gold_posterior_gaussian(z: torch.Tensor, gold: torch.Tensor, embedding: torc
     E = embedding.float()
     if alpha_bar >= 1.0:
         return (corruption.round_to_tokens(z, E)[0] == gold).float()
-    d2 = (z.pow(2).sum(-1, keepdim=True) - 2 * math.sqrt(alpha_bar) * z @ E.T + alpha_bar * E.pow(2).sum(-1)[None])
+    d2 = z.pow(2).sum(-1, keepdim=True) - 2 * math.sqrt(alpha_bar) * z @ E.T + alpha_bar * E.pow(2).sum(-1)[None]
     logits = -d2 / (2 * (1 - alpha_bar))
     return torch.softmax(logits, dim=-1).gather(1, gold[:, None])[:, 0]
 
@@ -78,16 +79,24 @@ def d1_single_token_paths(
     gauss_states = corruption.gaussian_chain(gold, n_steps, E, gen, sched)
     paths = {
         "mask": torch.stack([torch.where(s == V, 1.0 / V, 1.0) for s in mask_states]),
-        "gaussian": torch.stack([gold_posterior_gaussian(z, gold, E, float(sched.alpha_bar(float(t))))
-                                 for z, t in zip(gauss_states, ts)]),
+        "gaussian": torch.stack(
+            [gold_posterior_gaussian(z, gold, E, float(sched.alpha_bar(float(t)))) for z, t in zip(gauss_states, ts)]
+        ),
     }
     rows = []
     for process, post in paths.items():  # post: (n_steps + 1, n_tokens)
         drops = (post[:-1] - post[1:]).max(dim=0).values
         for i in range(n_tokens):
             width = transition_width(post[:, i].numpy(), ts.numpy())
-            rows.append({"process": process, "token": int(gold[i]), "max_drop": float(drops[i]),
-                         "width": width, "fall_steps": round(width * n_steps)})
+            rows.append(
+                {
+                    "process": process,
+                    "token": int(gold[i]),
+                    "max_drop": float(drops[i]),
+                    "width": width,
+                    "fall_steps": round(width * n_steps),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -105,8 +114,14 @@ def transition_width(posterior: np.ndarray, t: np.ndarray, high: float = 0.9, lo
 
 
 @torch.no_grad()
-def masked_gold_probability(model: MaskedDiffusionLM, pairs: Sequence[tuple[list[int], list[int]]], levels: Sequence[float],
-                            *, seed: int = 0, max_distance: int = 8) -> pd.DataFrame:
+def masked_gold_probability(
+    model: MaskedDiffusionLM,
+    pairs: Sequence[tuple[list[int], list[int]]],
+    levels: Sequence[float],
+    *,
+    seed: int = 0,
+    max_distance: int = 8,
+) -> pd.DataFrame:
     """The masked denoiser's gold-token probability against t and distance to the nearest visible
     token (D1, the paper's point that equal nominal noise is unequal information; notebook 02).
 
@@ -139,15 +154,23 @@ def masked_gold_probability(model: MaskedDiffusionLM, pairs: Sequence[tuple[list
                 if not masked[i]:
                     continue
                 dist = min(abs(i - j) for j in visible)
-                rows.append({"t": float(t), "distance": min(dist, max_distance),
-                             "gold_prob": float(region[i, response[i]])})
+                rows.append(
+                    {"t": float(t), "distance": min(dist, max_distance), "gold_prob": float(region[i, response[i]])}
+                )
     return pd.DataFrame(rows, columns=["t", "distance", "gold_prob"])
 
 
 @torch.no_grad()
-def continuous_gold_probability(model: families.EmbeddingDiffusionLM, ids: torch.Tensor, attn: torch.Tensor,
-                                resp: torch.Tensor, body: torch.Tensor, levels: Sequence[float],
-                                *, seed: int = 0) -> pd.DataFrame:
+def continuous_gold_probability(
+    model: families.EmbeddingDiffusionLM,
+    ids: torch.Tensor,
+    attn: torch.Tensor,
+    resp: torch.Tensor,
+    body: torch.Tensor,
+    levels: Sequence[float],
+    *,
+    seed: int = 0,
+) -> pd.DataFrame:
     """The continuous denoiser's gold-token probability at the answer-body positions from z_t,
     for each t (D1, notebook 02): the same axis as the masked model's curve, read from x_0 logits.
     ``body`` marks the answer tokens inside ``resp``. Columns ``t, gold_prob`` (one row per t: mean)."""
@@ -166,8 +189,9 @@ def continuous_gold_probability(model: families.EmbeddingDiffusionLM, ids: torch
 # --------------------------------------------------------------------------------------- D2
 
 
-def d2_tractability(x0: torch.Tensor, embedding: torch.Tensor, levels: Sequence[float], *,
-                    n_steps: int = 100, seed: int = 0) -> pd.DataFrame:
+def d2_tractability(
+    x0: torch.Tensor, embedding: torch.Tensor, levels: Sequence[float], *, n_steps: int = 100, seed: int = 0
+) -> pd.DataFrame:
     """Sampling x_t at noise level t: closed form vs running the chain (D2, notebook 02).
 
     For each process and t, ``closed_form_steps`` is 1 (one draw per token, any t) and
@@ -199,11 +223,28 @@ def d2_tractability(x0: torch.Tensor, embedding: torch.Tensor, levels: Sequence[
                 cf = corruption.gaussian_closed_form(x0, t, E, gen, sched)
                 ch = corruption.gaussian_chain(x0, n_steps, E, gen, sched)[k]
                 stat = lambda s: float((s - e0).pow(2).sum(-1).mean())  # noqa: E731
-            rows.append({"family": "continuous" if process == "gaussian" else "masked" if process == "mask" else "uniform",
-                         "process": process, "t": float(t), "closed_form_steps": 1, "chain_steps": k,
-                         "closed_form_stat": stat(cf), "chain_stat": stat(ch)})
-        rows.append({"family": "autoregressive", "process": "none", "t": float(t), "closed_form_steps": float("nan"),
-                     "chain_steps": float("nan"), "closed_form_stat": float("nan"), "chain_stat": float("nan")})
+            rows.append(
+                {
+                    "family": "continuous" if process == "gaussian" else "masked" if process == "mask" else "uniform",
+                    "process": process,
+                    "t": float(t),
+                    "closed_form_steps": 1,
+                    "chain_steps": k,
+                    "closed_form_stat": stat(cf),
+                    "chain_stat": stat(ch),
+                }
+            )
+        rows.append(
+            {
+                "family": "autoregressive",
+                "process": "none",
+                "t": float(t),
+                "closed_form_steps": float("nan"),
+                "chain_steps": float("nan"),
+                "closed_form_stat": float("nan"),
+                "chain_stat": float("nan"),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -227,8 +268,11 @@ def changes_per_position(states: torch.Tensor, undecided: int | None = None) -> 
     first = states[0] != undecided if undecided is not None else torch.zeros_like(states[0], dtype=torch.bool)
     changes = changed.sum(0) + first.long()
     revisions = (changed & decided_before).sum(0)
-    rows = [{"row": b, "position": i, "changes": int(changes[b, i]), "revisions": int(revisions[b, i])}
-            for b in range(B) for i in range(L)]
+    rows = [
+        {"row": b, "position": i, "changes": int(changes[b, i]), "revisions": int(revisions[b, i])}
+        for b in range(B)
+        for i in range(L)
+    ]
     return pd.DataFrame(rows, columns=["row", "position", "changes", "revisions"])
 
 
@@ -270,7 +314,7 @@ def embedding_spacing(embedding: torch.Tensor, chunk_size: int = 1024) -> float:
     sq = E.pow(2).sum(-1)
     nearest = []
     for start in range(0, E.shape[0], chunk_size):
-        d2 = (sq[start:start + chunk_size, None] - 2 * E[start:start + chunk_size] @ E.T + sq[None]).clamp_min(0)
+        d2 = (sq[start : start + chunk_size, None] - 2 * E[start : start + chunk_size] @ E.T + sq[None]).clamp_min(0)
         rows = torch.arange(d2.shape[0])
         d2[rows, rows + start] = float("inf")
         nearest.append(d2.min(dim=1).values)
@@ -294,8 +338,10 @@ def load_wordnet_families() -> dict:
     """The shipped WordNet autoregressive and continuous models (manifest checked; notebook 02)."""
     out = {}
     for family, directory in WORDNET_FAMILY_DIRS.items():
-        fix = (f"train and ship it with `python -m dlmpaper.train --family {family} --out runs/wordnet-{family}` "
-               f"then `--export {directory.relative_to(paths.ROOT)}` (or restore the folder from git)")
+        fix = (
+            f"train and ship it with `python -m dlmpaper.train --family {family} --out runs/wordnet-{family}` "
+            f"then `--export {directory.relative_to(paths.ROOT)}` (or restore the folder from git)"
+        )
         out[family] = families.load_family_model(directory, fix=fix)[1]
     return out
 
@@ -325,7 +371,7 @@ def heldout_batch(tokenizer, n: int = 32, response_length: int = 64, task: str =
     pairs = [(data.prompts[i], ids[i, -R:].tolist()) for i in range(len(rows))]
     body = torch.zeros_like(resp, dtype=torch.bool)
     for i, b in enumerate(data.bodies):
-        body[i, ids.shape[1] - R: ids.shape[1] - R + len(b)] = True
+        body[i, ids.shape[1] - R : ids.shape[1] - R + len(b)] = True
     return HeldoutBatch(pairs, ids, attn, resp, body)
 
 
@@ -349,8 +395,15 @@ class SamplerTrace:
 
 
 @torch.no_grad()
-def sample_families(masked_model: MaskedDiffusionLM, family_models: dict, prompts: Sequence[str], *, gen_length: int = 64,
-                    tokens_per_step: int = 2, seed: int = 0) -> dict[str, SamplerTrace]:
+def sample_families(
+    masked_model: MaskedDiffusionLM,
+    family_models: dict,
+    prompts: Sequence[str],
+    *,
+    gen_length: int = 64,
+    tokens_per_step: int = 2,
+    seed: int = 0,
+) -> dict[str, SamplerTrace]:
     """Run every family's sampler on the same chat prompts (notebook 02, D3 and L1).
 
     Masked: ``sampling.generate`` (LLaDA low-confidence remasking, one block, ``tokens_per_step``
@@ -363,22 +416,48 @@ def sample_families(masked_model: MaskedDiffusionLM, family_models: dict, prompt
     G, steps = gen_length, gen_length // tokens_per_step
     undecided = -1
     out: dict[str, SamplerTrace] = {}
-    res = generate(masked_model, list(prompts), gen_length=G, block_length=G, tokens_per_step=tokens_per_step,
-                   seed=seed, record=False, progress=False)
+    res = generate(
+        masked_model,
+        list(prompts),
+        gen_length=G,
+        block_length=G,
+        tokens_per_step=tokens_per_step,
+        seed=seed,
+        record=False,
+        progress=False,
+    )
     commit = res.commit_step.long() + 1
     states = commit_trajectory(res.tokens, commit, steps, undecided)
-    out["masked"] = SamplerTrace("masked", states, undecided, steps, torch.ones_like(states[1:], dtype=torch.bool),
-                                 torch.zeros(res.tokens.shape), commit, list(res.texts))
+    out["masked"] = SamplerTrace(
+        "masked",
+        states,
+        undecided,
+        steps,
+        torch.ones_like(states[1:], dtype=torch.bool),
+        torch.zeros(res.tokens.shape),
+        commit,
+        list(res.texts),
+    )
     ids_list = [masked_model.encode_chat(p) for p in prompts]
     ids, attn = masked_model.batch(ids_list)
-    decode = lambda row: masked_model.decode(answer_tokens(row.tolist(), masked_model.end_ids), skip_special_tokens=True)  # noqa: E731
+
+    def decode(row):
+        return masked_model.decode(answer_tokens(row.tolist(), masked_model.end_ids), skip_special_tokens=True)
+
     if "autoregressive" in family_models:
         toks = families.ar_generate(family_models["autoregressive"], ids, attn, G)
         commit = torch.arange(1, G + 1)[None].expand_as(toks)
         states = commit_trajectory(toks, commit, G, undecided)
-        out["autoregressive"] = SamplerTrace("autoregressive", states, undecided, G,
-                                             torch.ones_like(states[1:], dtype=torch.bool), torch.zeros(toks.shape),
-                                             commit, [decode(r) for r in toks])
+        out["autoregressive"] = SamplerTrace(
+            "autoregressive",
+            states,
+            undecided,
+            G,
+            torch.ones_like(states[1:], dtype=torch.bool),
+            torch.zeros(toks.shape),
+            commit,
+            [decode(r) for r in toks],
+        )
     if "continuous" in family_models:
         model = family_models["continuous"]
         B, P = ids.shape
@@ -387,16 +466,24 @@ def sample_families(masked_model: MaskedDiffusionLM, family_models: dict, prompt
         noisy = torch.zeros_like(full, dtype=torch.bool)
         noisy[:, P:] = True
         pos = left_padded_positions(full_attn)
-        trace = families.continuous_generate(model, full, noisy, full_attn, pos, steps,
-                                             torch.Generator().manual_seed(seed))
+        trace = families.continuous_generate(
+            model, full, noisy, full_attn, pos, steps, torch.Generator().manual_seed(seed)
+        )
         E = model.diffusion_embeddings()
         spacing = embedding_spacing(E)
         region = trace.step_tokens[:, :, P:]
         states = torch.cat([torch.full_like(region[:1], undecided), region])
         on = on_token_lattice(trace.step_snap_distance[:, :, P:], spacing)
-        out["continuous"] = SamplerTrace("continuous", states, undecided, steps, on,
-                                         trace.final_rounding_distance[:, P:] / spacing, None,
-                                         [decode(r) for r in trace.tokens[:, P:]])
+        out["continuous"] = SamplerTrace(
+            "continuous",
+            states,
+            undecided,
+            steps,
+            on,
+            trace.final_rounding_distance[:, P:] / spacing,
+            None,
+            [decode(r) for r in trace.tokens[:, P:]],
+        )
     return out
 
 
@@ -408,14 +495,19 @@ def trace_summary(traces: dict[str, SamplerTrace]) -> pd.DataFrame:
     for fam, tr in traces.items():
         ch = changes_per_position(tr.states, undecided=tr.undecided)
         inter = tr.on_lattice[:-1] if tr.on_lattice.shape[0] > 1 else tr.on_lattice
-        rows.append({
-            "family": fam, "nfe": tr.nfe, "changes": float(ch["changes"].mean()), "revisions": float(ch["revisions"].mean()),
-            "max_changes": int(ch["changes"].max()),
-            "out_of_order": out_of_order_share(tr.commit_step) if tr.commit_step is not None else float("nan"),
-            "states_on_lattice": float(inter.all(dim=-1).float().mean()),
-            "positions_on_lattice": float(inter.float().mean()),
-            "final_rounding": float(tr.rounding.float().mean()),
-        })
+        rows.append(
+            {
+                "family": fam,
+                "nfe": tr.nfe,
+                "changes": float(ch["changes"].mean()),
+                "revisions": float(ch["revisions"].mean()),
+                "max_changes": int(ch["changes"].max()),
+                "out_of_order": out_of_order_share(tr.commit_step) if tr.commit_step is not None else float("nan"),
+                "states_on_lattice": float(inter.all(dim=-1).float().mean()),
+                "positions_on_lattice": float(inter.float().mean()),
+                "final_rounding": float(tr.rounding.float().mean()),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -445,8 +537,9 @@ def invalid_rate(lang: ToyLanguage, samples: np.ndarray) -> tuple[float, float, 
 
 
 @torch.no_grad()
-def l2_invalid_rates(lang: ToyLanguage, models: dict, *, n_samples: int = 2000, seed: int = 0,
-                     marginal_fn: Callable | None = None) -> pd.DataFrame:
+def l2_invalid_rates(
+    lang: ToyLanguage, models: dict, *, n_samples: int = 2000, seed: int = 0, marginal_fn: Callable | None = None
+) -> pd.DataFrame:
     """Invalid-sequence rate of each family's sampler against the number of forward passes
     (NFE, matched compute) on toy language ``lang`` (L2, notebook 02).
 
@@ -462,22 +555,45 @@ def l2_invalid_rates(lang: ToyLanguage, models: dict, *, n_samples: int = 2000, 
     rows = []
     if marginal_fn is not None:
         ks = sorted({math.ceil(L / nfe) for nfe in range(1, L + 1)})  # one k per distinct NFE
-        table = invalid_rate_by_tokens_per_step(lang, ks, order="random", n_samples=n_samples, seed=seed,
-                                                marginal_fn=marginal_fn, exact=False, marginals_label="trained")
+        table = invalid_rate_by_tokens_per_step(
+            lang,
+            ks,
+            order="random",
+            n_samples=n_samples,
+            seed=seed,
+            marginal_fn=marginal_fn,
+            exact=False,
+            marginals_label="trained",
+        )
         for r in table.itertuples(index=False):
-            rows.append({"family": "masked", "nfe": int(r.n_steps), "invalid": r.invalid_sim,
-                         "ci_low": r.sim_ci_low, "ci_high": r.sim_ci_high})
+            rows.append(
+                {
+                    "family": "masked",
+                    "nfe": int(r.n_steps),
+                    "invalid": r.invalid_sim,
+                    "ci_low": r.sim_ci_low,
+                    "ci_high": r.sim_ci_high,
+                }
+            )
     gen = torch.Generator().manual_seed(seed)
     if "autoregressive" in models:
-        toks = families.ar_generate(models["autoregressive"], torch.full((n_samples, 1), lang.mask_id),
-                                    torch.ones(n_samples, 1, dtype=torch.long), L, gen, temperature=1.0)
+        toks = families.ar_generate(
+            models["autoregressive"],
+            torch.full((n_samples, 1), lang.mask_id),
+            torch.ones(n_samples, 1, dtype=torch.long),
+            L,
+            gen,
+            temperature=1.0,
+        )
         rate, low, high = invalid_rate(lang, toks.numpy())
         rows.append({"family": "autoregressive", "nfe": L, "invalid": rate, "ci_low": low, "ci_high": high})
     if "continuous" in models:
         pos = torch.arange(L)[None].expand(n_samples, -1)
         ones = torch.ones(n_samples, L, dtype=torch.long)
         for S in [*range(1, L + 1), 2 * L, 4 * L]:
-            trace = families.continuous_generate(models["continuous"], torch.zeros_like(ones), ones.bool(), ones, pos, S, gen)
+            trace = families.continuous_generate(
+                models["continuous"], torch.zeros_like(ones), ones.bool(), ones, pos, S, gen
+            )
             rate, low, high = invalid_rate(lang, trace.tokens.numpy())
             rows.append({"family": "continuous", "nfe": S, "invalid": rate, "ci_low": low, "ci_high": high})
     out = pd.DataFrame(rows, columns=["family", "nfe", "invalid", "ci_low", "ci_high"])
@@ -501,8 +617,14 @@ def l2_at_budget(l2: pd.DataFrame, toy_lengths: dict[str, int]) -> pd.DataFrame:
 # ------------------------------------------------------------------------------ the matrix
 
 
-def property_summary(paths_df: pd.DataFrame, d2: pd.DataFrame, traces: pd.DataFrame, l2: pd.DataFrame,
-                     toy_lengths: dict[str, int], t_d2: float = 0.5) -> pd.DataFrame:
+def property_summary(
+    paths_df: pd.DataFrame,
+    d2: pd.DataFrame,
+    traces: pd.DataFrame,
+    l2: pd.DataFrame,
+    toy_lengths: dict[str, int],
+    t_d2: float = 0.5,
+) -> pd.DataFrame:
     """One measured number per (family, property), as :data:`RULES` reads them (notebook 02).
 
     ``paths_df``: :func:`d1_single_token_paths`; ``d2``: :func:`d2_tractability`; ``traces``:
@@ -513,8 +635,14 @@ def property_summary(paths_df: pd.DataFrame, d2: pd.DataFrame, traces: pd.DataFr
     fall = paths_df.groupby("process")["fall_steps"].median()
     at = d2[np.isclose(d2["t"], t_d2)].set_index("process")
     for fam, process in (("masked", "mask"), ("continuous", "gaussian"), ("autoregressive", None)):
-        rows.append({"family": fam, "property": "D1", "value": float(fall[process]) if process else float("nan"),
-                     "measure": "median fall steps" if process else "no forward process"})
+        rows.append(
+            {
+                "family": fam,
+                "property": "D1",
+                "value": float(fall[process]) if process else float("nan"),
+                "measure": "median fall steps" if process else "no forward process",
+            }
+        )
         if process:
             r = at.loc[process]
             agree = abs(r["closed_form_stat"] - r["chain_stat"]) <= max(0.02, 0.1 * abs(r["chain_stat"]))
@@ -523,12 +651,32 @@ def property_summary(paths_df: pd.DataFrame, d2: pd.DataFrame, traces: pd.DataFr
         else:
             rows.append({"family": fam, "property": "D2", "value": float("nan"), "measure": "no forward process"})
     for r in traces.itertuples(index=False):
-        rows.append({"family": r.family, "property": "D3", "value": r.revisions, "extra": r.out_of_order,
-                     "measure": "revisions per position"})
-        rows.append({"family": r.family, "property": "L1", "value": r.states_on_lattice, "measure": "states that are token sequences"})
+        rows.append(
+            {
+                "family": r.family,
+                "property": "D3",
+                "value": r.revisions,
+                "extra": r.out_of_order,
+                "measure": "revisions per position",
+            }
+        )
+        rows.append(
+            {
+                "family": r.family,
+                "property": "L1",
+                "value": r.states_on_lattice,
+                "measure": "states that are token sequences",
+            }
+        )
     for fam, part in l2_at_budget(l2, toy_lengths).groupby("family", sort=False):
-        rows.append({"family": fam, "property": "L2", "value": float(part["invalid"].mean()),
-                     "measure": "invalid rate at NFE ceil(L/2) (AR: L)"})
+        rows.append(
+            {
+                "family": fam,
+                "property": "L2",
+                "value": float(part["invalid"].mean()),
+                "measure": "invalid rate at NFE ceil(L/2) (AR: L)",
+            }
+        )
     out = pd.DataFrame(rows, columns=["family", "property", "value", "extra", "measure"])
     return out
 
@@ -550,14 +698,14 @@ PAPER_ROW = {"continuous": "continuous", "masked": "discrete", "autoregressive":
 #: The rule that turns each property's measurement into yes / partial / no (notebook 02).
 RULES = {
     "D1": "median number of steps of a 100-step forward chain over which a token's gold posterior falls "
-          "from 0.9 to 0.1: yes >= 3 (resolved as gradual), partial 2, no <= 1 (a jump); no forward process: no",
+    "from 0.9 to 0.1: yes >= 3 (resolved as gradual), partial 2, no <= 1 (a jump); no forward process: no",
     "D2": "forward steps the cheapest exact sampler of x_0.5 needs (closed form: 1, if it matches the chain): "
-          "yes = 1, partial < 10, no >= 10; no forward process: no",
+    "yes = 1, partial < 10, no >= 10; no forward process: no",
     "D3": "mean revisions of a decided token per position r, share of out-of-order commits o: "
-          "yes r >= 0.1; partial r < 0.1 and o > 0.01; no otherwise",
+    "yes r >= 0.1; partial r < 0.1 and o > 0.01; no otherwise",
     "L1": "share of intermediate states that are token sequences s: yes >= 0.99, no <= 0.01, partial between",
     "L2": "mean invalid rate on the toy languages at NFE = ceil(L/2) (autoregressive: NFE = L, its minimum) v: "
-          "yes <= 0.05, no >= 0.20, partial between",
+    "yes <= 0.05, no >= 0.20, partial between",
 }
 
 
@@ -595,6 +743,8 @@ def agreement_table(measured: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame
     """Measured vs paper judgement per (family, property): ``paper`` is taxonomy's judgement table
     (``family, property, value, source``). Column ``agrees``."""
     ref = paper.rename(columns={"family": "paper_family", "value": "paper", "source": "paper_source"})
-    merged = measured.merge(ref[["paper_family", "property", "paper", "paper_source"]], on=["paper_family", "property"], how="left")
+    merged = measured.merge(
+        ref[["paper_family", "property", "paper", "paper_source"]], on=["paper_family", "property"], how="left"
+    )
     merged["agrees"] = merged["judgement"] == merged["paper"]
     return merged

@@ -32,7 +32,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dlmpaper.core.tables import ci_text as ci_text, rounded as rounded  # re-exported: how notebooks print an estimate
 from dlmpaper.core.strategies import (
     ConfidenceThreshold,
     Dilated,
@@ -43,11 +42,13 @@ from dlmpaper.core.strategies import (
     StepContext,
     Verifier,
 )
+from dlmpaper.core.tables import ci_text as ci_text  # re-exported: how notebooks print an estimate
+from dlmpaper.core.tables import rounded as rounded
 from dlmpaper.core.trap import (
     ModelMarginalDecoder,
     ToyLanguage,
-    consistent_rows,
     conditional_joint,
+    consistent_rows,
     invalid_rate_by_tokens_per_step,
     total_correlation,
     wilson,
@@ -152,9 +153,16 @@ def _steps_of(strategy, lang, steps):
 # ---------------------------------------------------------------------------- enumeration
 
 
-def decoder_distribution(lang: ToyLanguage, strategy, steps: int | None = None, *,
-                         marginal_fn=None, ar_fn: ARFn | None = None, joint: bool = False,
-                         max_states: int = 200_000) -> dict:
+def decoder_distribution(
+    lang: ToyLanguage,
+    strategy,
+    steps: int | None = None,
+    *,
+    marginal_fn=None,
+    ar_fn: ARFn | None = None,
+    joint: bool = False,
+    max_states: int = 200_000,
+) -> dict:
     """Exact distribution of the toy sampler's final sequence under ``strategy`` (module docstring).
 
     Returns ``final`` ({sequence tuple: probability}, complete sequences not pruned), ``invalid``
@@ -354,8 +362,16 @@ def kl_true_sampler(lang: ToyLanguage, final: Mapping[tuple, float]) -> float:
 # ----------------------------------------------------------------------------- simulation
 
 
-def simulate_decoder(lang: ToyLanguage, strategy, steps: int | None = None, n: int = 20_000, *,
-                     rng=None, marginal_fn=None, ar_fn: ARFn | None = None) -> tuple[np.ndarray, np.ndarray]:
+def simulate_decoder(
+    lang: ToyLanguage,
+    strategy,
+    steps: int | None = None,
+    n: int = 20_000,
+    *,
+    rng=None,
+    marginal_fn=None,
+    ar_fn: ARFn | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """``n`` runs of the toy sampler: final ids ``(n, L)`` and passes per run ``(n,)`` (masked
     passes; the verifier uses as many AR passes). Chains in the same state share one marginal call."""
     rng = np.random.default_rng(rng)
@@ -437,9 +453,17 @@ def default_decoders(lang: ToyLanguage) -> list[tuple[str, object, int | None]]:
     return out
 
 
-def remedy_table(langs=None, decoders: Mapping[str, Sequence] | None = None, *, marginals: str = "exact",
-                 judge: str = "trained", n_samples: int = 20_000, seed: int = 0, simulate: bool = True,
-                 max_states: int = 200_000) -> pd.DataFrame:
+def remedy_table(
+    langs=None,
+    decoders: Mapping[str, Sequence] | None = None,
+    *,
+    marginals: str = "exact",
+    judge: str = "trained",
+    n_samples: int = 20_000,
+    seed: int = 0,
+    simulate: bool = True,
+    max_states: int = 200_000,
+) -> pd.DataFrame:
     """Invalid rate, KL(true || sampler) and NFE of every decoder on every toy language.
 
     ``langs``: names or languages (default the three shipped ones); ``decoders``: {language name:
@@ -457,7 +481,7 @@ def remedy_table(langs=None, decoders: Mapping[str, Sequence] | None = None, *, 
     are trap's exact naive curve (``trap.invalid_rate_by_tokens_per_step``), reused as the reference,
     and ``decoder = autoregressive`` is ancestral sampling from the judge (:func:`ar_distribution`).
     """
-    from dlmpaper.lm.toymodels import toy_languages, load_toy_model, model_marginal_fn
+    from dlmpaper.lm.toymodels import load_toy_model, model_marginal_fn, toy_languages
 
     if marginals not in ("exact", "trained") or judge not in ("exact", "trained"):
         raise ValueError("marginals and judge must each be 'exact' or 'trained'")
@@ -468,8 +492,14 @@ def remedy_table(langs=None, decoders: Mapping[str, Sequence] | None = None, *, 
         grid = (decoders or {}).get(lang.name) or default_decoders(lang)
         for di, (label, strategy, steps) in enumerate(grid):
             strategy.validate()
-            row = dict(language=lang.name, length=lang.length, decoder=strategy.name, label=label,
-                       marginals=marginals, steps=steps)
+            row = dict(
+                language=lang.name,
+                length=lang.length,
+                decoder=strategy.name,
+                label=label,
+                marginals=marginals,
+                steps=steps,
+            )
             try:
                 d = decoder_distribution(lang, strategy, steps, marginal_fn=fn, ar_fn=ar, max_states=max_states)
                 if d["tc"] == d["tc"] and not isinstance(strategy, Remask):
@@ -477,19 +507,33 @@ def remedy_table(langs=None, decoders: Mapping[str, Sequence] | None = None, *, 
                 else:
                     tc_true = float("nan")
                 kl = kl_true_sampler(lang, d["final"])
-                row.update(method="exact", nfe_masked=d["nfe_masked"], nfe_ar=d["nfe_ar"],
-                           invalid=invalid_mass(lang, d["final"]),
-                           kl=kl, tc_bound=tc_true, bound_holds=bool(kl <= tc_true + 1e-9) if tc_true == tc_true else None)
+                row.update(
+                    method="exact",
+                    nfe_masked=d["nfe_masked"],
+                    nfe_ar=d["nfe_ar"],
+                    invalid=invalid_mass(lang, d["final"]),
+                    kl=kl,
+                    tc_bound=tc_true,
+                    bound_holds=bool(kl <= tc_true + 1e-9) if tc_true == tc_true else None,
+                )
             except EnumerationTooLarge:
                 row.update(method="simulated", kl=float("nan"), tc_bound=float("nan"), bound_holds=None)
             if simulate or row["method"] == "simulated":
-                xs, passes = simulate_decoder(lang, strategy, steps, n_samples, rng=np.random.default_rng((seed, li, di)),
-                                              marginal_fn=fn, ar_fn=ar)
+                xs, passes = simulate_decoder(
+                    lang,
+                    strategy,
+                    steps,
+                    n_samples,
+                    rng=np.random.default_rng((seed, li, di)),
+                    marginal_fn=fn,
+                    ar_fn=ar,
+                )
                 bad = int((~lang.valid_mask(xs)).sum())
                 lo, hi = wilson(bad, xs.shape[0])
                 both = 2 if isinstance(strategy, Verifier) else 1
-                row.update(invalid_sim=bad / xs.shape[0], sim_ci_low=lo, sim_ci_high=hi,
-                           nfe_sim=float(both * passes.mean()))
+                row.update(
+                    invalid_sim=bad / xs.shape[0], sim_ci_low=lo, sim_ci_high=hi, nfe_sim=float(both * passes.mean())
+                )
                 if row["method"] == "simulated":
                     ar_passes = passes.mean() if isinstance(strategy, Verifier) else 0.0
                     row.update(invalid=bad / xs.shape[0], nfe_masked=float(passes.mean()), nfe_ar=float(ar_passes))
@@ -501,17 +545,41 @@ def remedy_table(langs=None, decoders: Mapping[str, Sequence] | None = None, *, 
                 row["nfe"] = row["nfe_sim"]
             rows.append(row)
         d = ar_distribution(lang, ar)
-        rows.append(dict(language=lang.name, length=lang.length, decoder="autoregressive",
-                         label=f"autoregressive judge ({judge})", marginals=judge, steps=lang.length, method="exact",
-                         nfe_masked=0.0, nfe_ar=float(lang.length), nfe=float(lang.length),
-                         invalid=1.0 - sum(d["final"].values()), kl=kl_true_sampler(lang, d["final"])))
-        naive = invalid_rate_by_tokens_per_step(lang, range(1, lang.length + 1), order="left_to_right",
-                                                n_samples=2, seed=seed, marginal_fn=fn)
+        rows.append(
+            dict(
+                language=lang.name,
+                length=lang.length,
+                decoder="autoregressive",
+                label=f"autoregressive judge ({judge})",
+                marginals=judge,
+                steps=lang.length,
+                method="exact",
+                nfe_masked=0.0,
+                nfe_ar=float(lang.length),
+                nfe=float(lang.length),
+                invalid=1.0 - sum(d["final"].values()),
+                kl=kl_true_sampler(lang, d["final"]),
+            )
+        )
+        naive = invalid_rate_by_tokens_per_step(
+            lang, range(1, lang.length + 1), order="left_to_right", n_samples=2, seed=seed, marginal_fn=fn
+        )
         for r in naive.itertuples(index=False):
-            rows.append(dict(language=lang.name, length=lang.length, decoder="naive left_to_right",
-                             label=f"naive left_to_right k={r.tokens_per_step}", marginals=marginals,
-                             steps=r.n_steps, method="exact", nfe_masked=float(r.n_steps), nfe_ar=0.0,
-                             nfe=float(r.n_steps), invalid=r.invalid_exact))
+            rows.append(
+                dict(
+                    language=lang.name,
+                    length=lang.length,
+                    decoder="naive left_to_right",
+                    label=f"naive left_to_right k={r.tokens_per_step}",
+                    marginals=marginals,
+                    steps=r.n_steps,
+                    method="exact",
+                    nfe_masked=float(r.n_steps),
+                    nfe_ar=0.0,
+                    nfe=float(r.n_steps),
+                    invalid=r.invalid_exact,
+                )
+            )
     return pd.DataFrame(rows)
 
 
@@ -555,9 +623,18 @@ def best_at_nfe(table: pd.DataFrame, budget: Mapping[str, float] | None = None) 
         ok = sub[sub["nfe"] <= b + 1e-9]
         for dec, g in ok.groupby("decoder", sort=False):
             best = g.loc[g["invalid"].idxmin()]
-            out.append(dict(language=lang, budget=b, decoder=dec, label=best["label"], nfe=best["nfe"],
-                            invalid=best["invalid"], naive_invalid=naive,
-                            cut=1 - best["invalid"] / naive if naive > 0 else float("nan")))
+            out.append(
+                dict(
+                    language=lang,
+                    budget=b,
+                    decoder=dec,
+                    label=best["label"],
+                    nfe=best["nfe"],
+                    invalid=best["invalid"],
+                    naive_invalid=naive,
+                    cut=1 - best["invalid"] / naive if naive > 0 else float("nan"),
+                )
+            )
     return pd.DataFrame(out)
 
 
@@ -592,13 +669,29 @@ def budget_goal(table: pd.DataFrame, *, min_cut: float = 0.5) -> pd.DataFrame:
         L = int(sub["length"].iloc[0])
         cand = best[(best["language"] == lang) & ~best["decoder"].isin(REFERENCES)] if len(best) else best
         naive = _default_at_budget(sub, L)
-        row = dict(language=lang, length=L, budget=math.ceil(L / 2), naive_invalid=naive, label=None,
-                   decoder=None, nfe=float("nan"), invalid=float("nan"), cut=float("nan"), met=None)
+        row = dict(
+            language=lang,
+            length=L,
+            budget=math.ceil(L / 2),
+            naive_invalid=naive,
+            label=None,
+            decoder=None,
+            nfe=float("nan"),
+            invalid=float("nan"),
+            cut=float("nan"),
+            met=None,
+        )
         if len(cand):
             b = _cheapest_best(cand.reset_index(drop=True))
             cut = 1 - b["invalid"] / naive if naive > _TIE else float("nan")
-            row.update(label=b["label"], decoder=b["decoder"], nfe=float(b["nfe"]), invalid=float(b["invalid"]),
-                       cut=cut, met=bool(cut >= min_cut) if cut == cut else None)
+            row.update(
+                label=b["label"],
+                decoder=b["decoder"],
+                nfe=float(b["nfe"]),
+                invalid=float(b["invalid"]),
+                cut=cut,
+                met=bool(cut >= min_cut) if cut == cut else None,
+            )
         out.append(row)
     return pd.DataFrame(out)
 
@@ -613,12 +706,22 @@ def ar_match(table: pd.DataFrame, *, tol: float = 0.01, exclude: Sequence[str] =
         L = int(sub["length"].iloc[0])
         ar = float(sub[sub["decoder"] == "autoregressive"]["invalid"].iloc[0])
         ok = sub[~sub["decoder"].isin(exclude) & (sub["invalid"] <= ar + tol) & (sub["nfe"] < L - 1e-9)]
-        row = dict(language=lang, length=L, ar_invalid=ar, label=None, decoder=None, nfe=float("nan"),
-                   invalid=float("nan"), met=False)
+        row = dict(
+            language=lang,
+            length=L,
+            ar_invalid=ar,
+            label=None,
+            decoder=None,
+            nfe=float("nan"),
+            invalid=float("nan"),
+            met=False,
+        )
         if len(ok):
             order = np.lexsort((np.arange(len(ok)), ok["invalid"].to_numpy(), ok["nfe"].to_numpy()))
             b = ok.iloc[order[0]]
-            row.update(label=b["label"], decoder=b["decoder"], nfe=float(b["nfe"]), invalid=float(b["invalid"]), met=True)
+            row.update(
+                label=b["label"], decoder=b["decoder"], nfe=float(b["nfe"]), invalid=float(b["invalid"]), met=True
+            )
         out.append(row)
     return pd.DataFrame(out)
 
@@ -629,11 +732,16 @@ def check_counts(table: pd.DataFrame) -> pd.DataFrame:
     95% Wilson interval (about 95% expected by chance alone), ``n_bound`` settings with a
     total-correlation bound (not the verifier, remasking or the references) and ``n_bound_holds``
     of them with ``KL <= bound`` (Li & Cai, arXiv 2505.21400; notebook 05)."""
+
     def counts(d: pd.DataFrame) -> dict:
         agrees = d["agrees"] if "agrees" in d else pd.Series(dtype=object)
         holds = d["bound_holds"] if "bound_holds" in d else pd.Series(dtype=object)
-        return dict(n_simulated=int(agrees.notna().sum()), n_agree=int(agrees.eq(True).sum()),
-                    n_bound=int(holds.notna().sum()), n_bound_holds=int(holds.eq(True).sum()))
+        return dict(
+            n_simulated=int(agrees.notna().sum()),
+            n_agree=int(agrees.eq(True).sum()),
+            n_bound=int(holds.notna().sum()),
+            n_bound_holds=int(holds.eq(True).sum()),
+        )
 
     rows = [dict(language=lang, **counts(d)) for lang, d in table.groupby("language", sort=False)]
     rows.append(dict(language="all", **counts(table)))

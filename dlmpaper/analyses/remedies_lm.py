@@ -33,10 +33,18 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from dlmpaper.lm.protocol import MaskedDiffusionLM
 from dlmpaper.core.sampling import adjacent_duplicate_rate, answer_tokens, distinct_ratio, generate
 from dlmpaper.core.stats import bootstrap_mean
-from dlmpaper.core.strategies import CausalJudge, ConfidenceThreshold, Dilated, EntropyBounded, FactorRule, LowConfidence, Remask
+from dlmpaper.core.strategies import (
+    CausalJudge,
+    ConfidenceThreshold,
+    Dilated,
+    EntropyBounded,
+    FactorRule,
+    LowConfidence,
+    Remask,
+)
+from dlmpaper.lm.protocol import MaskedDiffusionLM
 
 __all__ = [
     "METRICS",
@@ -49,7 +57,14 @@ __all__ = [
 ]
 
 #: Per-prompt columns of :func:`compare_decoders` that :func:`summarize_decoders` summarises.
-METRICS = ("nfe", "answer_length", "adjacent_duplicate_rate", "distinct_ratio", "judge_loglik", "judge_loglik_per_token")
+METRICS = (
+    "nfe",
+    "answer_length",
+    "adjacent_duplicate_rate",
+    "distinct_ratio",
+    "judge_loglik",
+    "judge_loglik_per_token",
+)
 
 
 @dataclass(frozen=True)
@@ -73,8 +88,14 @@ DEFAULT_ADAPTIVE: tuple[AdaptiveDecoder, ...] = (
 
 
 @torch.no_grad()
-def judge_log_likelihood(judge_model, prompt_ids: Sequence[Sequence[int]], answer_ids: Sequence[Sequence[int]],
-                         end_id: int, *, batch_size: int = 16) -> np.ndarray:
+def judge_log_likelihood(
+    judge_model,
+    prompt_ids: Sequence[Sequence[int]],
+    answer_ids: Sequence[Sequence[int]],
+    end_id: int,
+    *,
+    batch_size: int = 16,
+) -> np.ndarray:
     """``(n, 2)``: the log-likelihood (nats) of each answer followed by ``end_id`` under an
     autoregressive judge given its prompt, and the same per scored token. ``judge_model`` is an
     autoregressive family model (:func:`dlmpaper.lm.families.load_family_model`); each row is
@@ -84,15 +105,17 @@ def judge_log_likelihood(judge_model, prompt_ids: Sequence[Sequence[int]], answe
     judge = CausalJudge(judge_model)
     out = np.zeros((len(prompt_ids), 2))
     for start in range(0, len(prompt_ids), batch_size):
-        rows = [(list(p), [*map(int, a), int(end_id)]) for p, a in
-                zip(prompt_ids[start : start + batch_size], answer_ids[start : start + batch_size])]
+        rows = [
+            (list(p), [*map(int, a), int(end_id)])
+            for p, a in zip(prompt_ids[start : start + batch_size], answer_ids[start : start + batch_size])
+        ]
         width = max(len(p) + len(a) for p, a in rows)
         x = torch.zeros((len(rows), width), dtype=torch.long)
         attention = torch.zeros_like(x)
         for i, (p, a) in enumerate(rows):
             seq = p + a
-            x[i, width - len(seq):] = torch.tensor(seq)
-            attention[i, width - len(seq):] = 1
+            x[i, width - len(seq) :] = torch.tensor(seq)
+            attention[i, width - len(seq) :] = 1
         logp = torch.log_softmax(judge.conditionals(x, attention).double(), dim=-1)
         for i, (p, a) in enumerate(rows):
             cols = torch.arange(width - len(a), width)
@@ -101,14 +124,42 @@ def judge_log_likelihood(judge_model, prompt_ids: Sequence[Sequence[int]], answe
     return out
 
 
-def _run(lm: MaskedDiffusionLM, prompts: Sequence[str], strategy, gen_length: int, block_length: int, steps: int, seed: int,
-         batch_size: int):
-    return generate(lm, list(prompts), gen_length=gen_length, block_length=block_length, steps=steps,
-                    strategy=strategy, seed=seed, batch_size=batch_size, record=False, progress=False)
+def _run(
+    lm: MaskedDiffusionLM,
+    prompts: Sequence[str],
+    strategy,
+    gen_length: int,
+    block_length: int,
+    steps: int,
+    seed: int,
+    batch_size: int,
+):
+    return generate(
+        lm,
+        list(prompts),
+        gen_length=gen_length,
+        block_length=block_length,
+        steps=steps,
+        strategy=strategy,
+        seed=seed,
+        batch_size=batch_size,
+        record=False,
+        progress=False,
+    )
 
 
-def calibrate(lm: MaskedDiffusionLM, prompts: Sequence[str], decoder: AdaptiveDecoder, target_nfe: float, *, gen_length: int = 32,
-              block_length: int = 32, seed: int = 0, iterations: int = 8, batch_size: int = 16) -> dict:
+def calibrate(
+    lm: MaskedDiffusionLM,
+    prompts: Sequence[str],
+    decoder: AdaptiveDecoder,
+    target_nfe: float,
+    *,
+    gen_length: int = 32,
+    block_length: int = 32,
+    seed: int = 0,
+    iterations: int = 8,
+    batch_size: int = 16,
+) -> dict:
     """The parameter of ``decoder`` whose mean NFE over ``prompts`` is closest to ``target_nfe``:
     bisection over ``[decoder.low, decoder.high]`` (``iterations`` decodes), keeping the best point
     seen (ties: the smaller NFE). Returns ``name``, ``parameter``, ``mean_nfe``, ``target_nfe``.
@@ -120,8 +171,11 @@ def calibrate(lm: MaskedDiffusionLM, prompts: Sequence[str], decoder: AdaptiveDe
     low, high, best = decoder.low, decoder.high, None
     for _ in range(iterations):
         value = (low + high) / 2
-        nfe = float(_run(lm, prompts, decoder.make(value), gen_length, block_length, gen_length, seed,
-                         batch_size).nfe_masked.mean())
+        nfe = float(
+            _run(
+                lm, prompts, decoder.make(value), gen_length, block_length, gen_length, seed, batch_size
+            ).nfe_masked.mean()
+        )
         key = (abs(nfe - target_nfe), nfe)
         if best is None or key < best[0]:
             best = (key, value, nfe)
@@ -135,10 +189,21 @@ def calibrate(lm: MaskedDiffusionLM, prompts: Sequence[str], decoder: AdaptiveDe
     return {"name": decoder.name, "parameter": best[1], "mean_nfe": best[2], "target_nfe": float(target_nfe)}
 
 
-def compare_decoders(lm: MaskedDiffusionLM, judge_model, prompts: Sequence[str], calibration_prompts: Sequence[str], *,
-                     tokens_per_step: int = 8, gen_length: int = 32, block_length: int = 32, seed: int = 0,
-                     adaptive: Sequence[AdaptiveDecoder] = DEFAULT_ADAPTIVE, calibration_iterations: int = 8,
-                     batch_size: int = 16, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+def compare_decoders(
+    lm: MaskedDiffusionLM,
+    judge_model,
+    prompts: Sequence[str],
+    calibration_prompts: Sequence[str],
+    *,
+    tokens_per_step: int = 8,
+    gen_length: int = 32,
+    block_length: int = 32,
+    seed: int = 0,
+    adaptive: Sequence[AdaptiveDecoder] = DEFAULT_ADAPTIVE,
+    calibration_iterations: int = 8,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every decoder on ``prompts`` at the NFE of LLaDA's fixed schedule with ``tokens_per_step``
     (``gen_length / tokens_per_step`` passes), scored by ``judge_model`` (module docstring).
 
@@ -162,12 +227,25 @@ def compare_decoders(lm: MaskedDiffusionLM, judge_model, prompts: Sequence[str],
         ("remasking (ReMDM-style)", Remask(), steps, f"k={tokens_per_step}, sigma={Remask().sigma}"),
         ("low-confidence, 1/step (reference)", LowConfidence(), gen_length, "k=1"),
     ]
-    calibration = pd.DataFrame([calibrate(lm, calibration_prompts, d, steps, gen_length=gen_length,
-                                          block_length=block_length, seed=seed, iterations=calibration_iterations,
-                                          batch_size=batch_size)
-                                for d in adaptive])
-    runs = list(fixed) + [(d.name, d.make(p), gen_length, f"parameter={p:.4g}")
-                          for d, p in zip(adaptive, calibration["parameter"])]
+    calibration = pd.DataFrame(
+        [
+            calibrate(
+                lm,
+                calibration_prompts,
+                d,
+                steps,
+                gen_length=gen_length,
+                block_length=block_length,
+                seed=seed,
+                iterations=calibration_iterations,
+                batch_size=batch_size,
+            )
+            for d in adaptive
+        ]
+    )
+    runs = list(fixed) + [
+        (d.name, d.make(p), gen_length, f"parameter={p:.4g}") for d, p in zip(adaptive, calibration["parameter"])
+    ]
     end_id = int(lm.end_ids[0])
     rows = []
     for name, strategy, n_steps, setting in tqdm(runs, desc="decoders", disable=not progress):
@@ -177,15 +255,25 @@ def compare_decoders(lm: MaskedDiffusionLM, judge_model, prompts: Sequence[str],
         dup = adjacent_duplicate_rate(result.tokens, lm.end_ids)
         distinct = distinct_ratio(result.tokens, lm.end_ids)
         for i, answer in enumerate(answers):
-            rows.append({"decoder": name, "setting": setting, "prompt_index": i, "nfe": int(result.nfe_masked[i]),
-                         "answer_length": len(answer), "adjacent_duplicate_rate": float(dup[i]),
-                         "distinct_ratio": float(distinct[i]), "judge_loglik": scores[i, 0],
-                         "judge_loglik_per_token": scores[i, 1]})
+            rows.append(
+                {
+                    "decoder": name,
+                    "setting": setting,
+                    "prompt_index": i,
+                    "nfe": int(result.nfe_masked[i]),
+                    "answer_length": len(answer),
+                    "adjacent_duplicate_rate": float(dup[i]),
+                    "distinct_ratio": float(distinct[i]),
+                    "judge_loglik": scores[i, 0],
+                    "judge_loglik_per_token": scores[i, 1],
+                }
+            )
     return pd.DataFrame(rows), calibration
 
 
-def summarize_decoders(table: pd.DataFrame, metrics: Sequence[str] = METRICS, *, n_boot: int = 1000,
-                       seed: int = 0) -> pd.DataFrame:
+def summarize_decoders(
+    table: pd.DataFrame, metrics: Sequence[str] = METRICS, *, n_boot: int = 1000, seed: int = 0
+) -> pd.DataFrame:
     """Mean and 95% bootstrap CI over prompts of each metric per decoder (NaN rows, e.g. the
     duplicate rate of a one-token answer, left out). Tidy: decoder, metric, mean, ci_low, ci_high, n."""
     missing = {"decoder", *metrics} - set(table.columns)
@@ -197,7 +285,7 @@ def summarize_decoders(table: pd.DataFrame, metrics: Sequence[str] = METRICS, *,
             values = part[metric].to_numpy(dtype=float)
             values = values[~np.isnan(values)]
             mean, low, high = bootstrap_mean(values, n_boot, seed) if len(values) else (math.nan,) * 3
-            rows.append({"decoder": decoder, "metric": metric, "mean": mean, "ci_low": low, "ci_high": high,
-                         "n": len(values)})
+            rows.append(
+                {"decoder": decoder, "metric": metric, "mean": mean, "ci_low": low, "ci_high": high, "n": len(values)}
+            )
     return pd.DataFrame(rows)
-

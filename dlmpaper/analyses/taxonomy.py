@@ -35,12 +35,30 @@ from dlmpaper import paths
 from dlmpaper.core.corruption import GaussianSchedule, corruption_grid, standardize_embedding
 
 __all__ = [
-    "FAMILIES", "FAMILY_LABELS", "JUDGEMENT_FAMILIES", "PROPERTIES", "PROCESS_FAMILY", "PROCESS_ORDER", "STATES",
-    "TaxonomyError", "change_levels", "change_summary", "check_grid", "check_methods", "content_vocab",
-    "family_group", "family_label", "family_summary", "forward_processes", "kept_fraction", "load_taxonomy",
-    "methods_overview", "property_matrix",
+    "FAMILIES",
+    "FAMILY_LABELS",
+    "JUDGEMENT_FAMILIES",
+    "PROPERTIES",
+    "PROCESS_FAMILY",
+    "PROCESS_ORDER",
+    "STATES",
+    "TaxonomyError",
+    "change_levels",
+    "change_summary",
+    "check_grid",
+    "check_methods",
+    "content_vocab",
+    "family_group",
+    "family_label",
+    "family_summary",
+    "forward_processes",
+    "kept_fraction",
+    "load_taxonomy",
+    "methods_overview",
+    "property_matrix",
     # re-exported for notebook 01 (dlmpaper.core.corruption)
-    "GaussianSchedule", "standardize_embedding",
+    "GaussianSchedule",
+    "standardize_embedding",
 ]
 
 #: Method families, in display order.
@@ -63,7 +81,15 @@ SOURCES: dict[str, str] = {"paper": "paper (arXiv 2512.22630)", "ours": "our rea
 
 #: Fields every method entry must carry (``authors`` is optional).
 METHOD_FIELDS: tuple[str, ...] = (
-    "name", "year", "arxiv", "family", "state_space", "corruption", "decoding", "revisable", "note",
+    "name",
+    "year",
+    "arxiv",
+    "family",
+    "state_space",
+    "corruption",
+    "decoding",
+    "revisable",
+    "note",
 )
 _ARXIV_ID = re.compile(r"^\d{4}\.\d{4,5}$")
 _FIRST_YEAR = 1990
@@ -101,10 +127,14 @@ def _check_method(i: int, entry: Any, last_year: int) -> dict[str, Any]:
         raise TaxonomyError(f"{label}: expected a mapping of fields, got {type(entry).__name__}")
     missing = [f for f in METHOD_FIELDS if f not in entry]
     if missing:
-        raise TaxonomyError(f"{label}: missing field(s) {', '.join(missing)}; every method needs {', '.join(METHOD_FIELDS)}")
+        raise TaxonomyError(
+            f"{label}: missing field(s) {', '.join(missing)}; every method needs {', '.join(METHOD_FIELDS)}"
+        )
     unknown = sorted(set(entry) - set(METHOD_FIELDS) - {"authors"})
     if unknown:
-        raise TaxonomyError(f"{label}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(METHOD_FIELDS)}, authors")
+        raise TaxonomyError(
+            f"{label}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(METHOD_FIELDS)}, authors"
+        )
     if not isinstance(entry["name"], str) or not entry["name"].strip():
         raise TaxonomyError(f"{label}: name must be a non-empty string")
     if entry["family"] not in FAMILIES:
@@ -115,7 +145,7 @@ def _check_method(i: int, entry: Any, last_year: int) -> dict[str, Any]:
     arxiv = entry["arxiv"]
     if arxiv is not None and not (isinstance(arxiv, str) and _ARXIV_ID.match(arxiv)):
         raise TaxonomyError(
-            f"{label}: bad arxiv id {arxiv!r}; write it quoted like \"2205.14217\", or null if there is none"
+            f'{label}: bad arxiv id {arxiv!r}; write it quoted like "2205.14217", or null if there is none'
         )
     if not isinstance(entry["revisable"], bool):
         raise TaxonomyError(f"{label}: revisable must be true or false, got {entry['revisable']!r}")
@@ -142,9 +172,7 @@ def _check_judgements(raw: Any, properties: dict[str, dict[str, str]]) -> list[d
     rows = []
     for family, by_property in raw.items():
         if family not in JUDGEMENT_FAMILIES:
-            raise TaxonomyError(
-                f"judgements: unknown family {family!r}; use one of {', '.join(JUDGEMENT_FAMILIES)}"
-            )
+            raise TaxonomyError(f"judgements: unknown family {family!r}; use one of {', '.join(JUDGEMENT_FAMILIES)}")
         if not isinstance(by_property, dict):
             raise TaxonomyError(f"judgements[{family}]: expected a mapping property -> {{value, source, reason}}")
         for prop, j in by_property.items():
@@ -167,16 +195,18 @@ def _check_judgements(raw: Any, properties: dict[str, dict[str, str]]) -> list[d
             source = SOURCES[j["source"]]
             if j.get("where"):
                 source = f"{source}, {j['where']}"
-            rows.append({
-                "family": family,
-                "property": prop,
-                "property_name": properties[prop]["name"],
-                "side": properties[prop]["side"],
-                "value": value,
-                "by": j["source"],
-                "source": source,
-                "reason": str(j.get("reason", "")),
-            })
+            rows.append(
+                {
+                    "family": family,
+                    "property": prop,
+                    "property_name": properties[prop]["name"],
+                    "side": properties[prop]["side"],
+                    "value": value,
+                    "by": j["source"],
+                    "source": source,
+                    "reason": str(j.get("reason", "")),
+                }
+            )
     for family in JUDGEMENT_FAMILIES:
         have = {r["property"] for r in rows if r["family"] == family}
         lacking = [p for p in PROPERTIES if p not in have]
@@ -245,8 +275,21 @@ def load_taxonomy(path: str | Path = paths.TAXONOMY) -> tuple[pd.DataFrame, pd.D
     mdf["group"] = mdf["family"].map(family_group)
     mdf["family"] = pd.Categorical(mdf["family"], categories=list(FAMILIES), ordered=True)
     mdf = mdf.sort_values(["family", "year", "name"], kind="stable").reset_index(drop=True)
-    mdf = mdf[["name", "authors", "year", "arxiv", "family", "group", "state_space",
-               "corruption", "decoding", "revisable", "note"]]
+    mdf = mdf[
+        [
+            "name",
+            "authors",
+            "year",
+            "arxiv",
+            "family",
+            "group",
+            "state_space",
+            "corruption",
+            "decoding",
+            "revisable",
+            "note",
+        ]
+    ]
 
     jdf = pd.DataFrame(_check_judgements(doc["judgements"], properties))
     jdf["family"] = pd.Categorical(jdf["family"], categories=list(JUDGEMENT_FAMILIES), ordered=True)
@@ -258,8 +301,9 @@ def load_taxonomy(path: str | Path = paths.TAXONOMY) -> tuple[pd.DataFrame, pd.D
 def property_matrix(judgements: pd.DataFrame) -> pd.DataFrame:
     """Wide family x property table of values (rows: families, columns: D1..L2); notebook 02."""
     wide = judgements.pivot(index="family", columns="property", values="value")
-    return wide.reindex(index=[f for f in JUDGEMENT_FAMILIES if f in set(judgements["family"])],
-                        columns=list(PROPERTIES))
+    return wide.reindex(
+        index=[f for f in JUDGEMENT_FAMILIES if f in set(judgements["family"])], columns=list(PROPERTIES)
+    )
 
 
 # --------------------------------------------------------------------------- taxonomy tables (notebook 01)
@@ -285,14 +329,16 @@ def methods_overview(methods: pd.DataFrame) -> pd.DataFrame:
     order = {f: i for i, f in enumerate(FAMILIES)}
     df = methods.assign(_f=methods["family"].astype(str).map(order))
     df = df.sort_values(["_f", "year", "name"], kind="stable")
-    return pd.DataFrame({
-        "family": df["family"].astype(str).map(family_label).to_numpy(),
-        "method": df["name"].to_numpy(),
-        "year": df["year"].astype(int).to_numpy(),
-        "arxiv": df["arxiv"].fillna("-").to_numpy(),
-        "corruption": df["corruption"].to_numpy(),
-        "revisable": df["revisable"].astype(bool).to_numpy(),
-    })
+    return pd.DataFrame(
+        {
+            "family": df["family"].astype(str).map(family_label).to_numpy(),
+            "method": df["name"].to_numpy(),
+            "year": df["year"].astype(int).to_numpy(),
+            "arxiv": df["arxiv"].fillna("-").to_numpy(),
+            "corruption": df["corruption"].to_numpy(),
+            "revisable": df["revisable"].astype(bool).to_numpy(),
+        }
+    )
 
 
 def family_summary(methods: pd.DataFrame) -> pd.DataFrame:
@@ -308,14 +354,16 @@ def family_summary(methods: pd.DataFrame) -> pd.DataFrame:
         sub = methods[methods["family"].astype(str) == fam].sort_values(["year", "name"], kind="stable")
         if sub.empty:
             continue
-        rows.append({
-            "family": family_label(fam),
-            "methods": len(sub),
-            "first_year": int(sub["year"].min()),
-            "last_year": int(sub["year"].max()),
-            "revisable": int(sub["revisable"].astype(bool).sum()),
-            "examples": ", ".join(sub["name"].head(3)),
-        })
+        rows.append(
+            {
+                "family": family_label(fam),
+                "methods": len(sub),
+                "first_year": int(sub["year"].min()),
+                "last_year": int(sub["year"].max()),
+                "revisable": int(sub["revisable"].astype(bool).sum()),
+                "examples": ", ".join(sub["name"].head(3)),
+            }
+        )
     return pd.DataFrame(rows, columns=["family", "methods", "first_year", "last_year", "revisable", "examples"])
 
 
@@ -366,8 +414,10 @@ def forward_processes(
     x0 = torch.as_tensor(x0).long()
     sched = schedule if isinstance(schedule, GaussianSchedule) else GaussianSchedule(schedule)
     if embedding.shape[0] != vocab_size:
-        raise ValueError(f"embedding has {embedding.shape[0]} rows but vocab_size is {vocab_size}; "
-                         "pass the input embedding matrix cut to the vocabulary")
+        raise ValueError(
+            f"embedding has {embedding.shape[0]} rows but vocab_size is {vocab_size}; "
+            "pass the input embedding matrix cut to the vocabulary"
+        )
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int, got {seed!r}")
     gen = torch.Generator().manual_seed(seed)
@@ -407,8 +457,7 @@ def change_levels(grid: pd.DataFrame) -> pd.DataFrame:
 def kept_fraction(grid: pd.DataFrame) -> pd.DataFrame:
     """Fraction of positions whose x_t shows the original token, per process and level (notebook 01)."""
     check_grid(grid)
-    out = (grid.groupby(["process", "level"], observed=True)["is_original"].mean()
-           .rename("kept_fraction").reset_index())
+    out = grid.groupby(["process", "level"], observed=True)["is_original"].mean().rename("kept_fraction").reset_index()
     return out
 
 
@@ -436,20 +485,37 @@ def change_summary(grid: pd.DataFrame, schedule: GaussianSchedule | str = "cosin
 
         first, half, every = lowest(kept < 1.0), lowest(kept <= 0.5), lowest(kept == 0.0)
         is_gauss = proc == "gaussian"
-        rows.append({
-            "process": proc, "first_change": first, "half_changed": half, "all_changed": every,
-            "spread": every - first,
-            "alpha_bar_first": float(sched.alpha_bar(first)) if is_gauss and not math.isnan(first) else math.nan,
-            "alpha_bar_all": float(sched.alpha_bar(every)) if is_gauss and not math.isnan(every) else math.nan,
-        })
-    return pd.DataFrame(rows, columns=["process", "first_change", "half_changed", "all_changed", "spread",
-                                       "alpha_bar_first", "alpha_bar_all"])
+        rows.append(
+            {
+                "process": proc,
+                "first_change": first,
+                "half_changed": half,
+                "all_changed": every,
+                "spread": every - first,
+                "alpha_bar_first": float(sched.alpha_bar(first)) if is_gauss and not math.isnan(first) else math.nan,
+                "alpha_bar_all": float(sched.alpha_bar(every)) if is_gauss and not math.isnan(every) else math.nan,
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "process",
+            "first_change",
+            "half_changed",
+            "all_changed",
+            "spread",
+            "alpha_bar_first",
+            "alpha_bar_all",
+        ],
+    )
 
 
 def check_grid(grid: pd.DataFrame) -> None:
     need = ("process", "level", "position", "token_id", "noisy_id", "state", "is_original")
     if not isinstance(grid, pd.DataFrame) or any(c not in grid.columns for c in need):
-        raise ValueError(f"grid must be a table from forward_processes / corruption_grid with columns {', '.join(need)}")
+        raise ValueError(
+            f"grid must be a table from forward_processes / corruption_grid with columns {', '.join(need)}"
+        )
 
 
 #: The three forward processes, in display order (discrete first, as in the paper's §2 table).

@@ -29,10 +29,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dlmpaper.core.tables import ci_text as ci_text  # re-exported: how notebooks print an estimate
 from dlmpaper.core.objectives import DEFAULT_EPS
 from dlmpaper.core.sampling import check_settings, generate, remask_check, sweep
 from dlmpaper.core.stats import bootstrap_mean
+from dlmpaper.core.tables import ci_text as ci_text  # re-exported: how notebooks print an estimate
 from dlmpaper.core.tables import require_columns as _need
 from dlmpaper.core.trap import (
     ORDERS,
@@ -47,14 +47,38 @@ from dlmpaper.core.trap import (
     total_correlation,
     wilson,
 )
-from dlmpaper.lm.toymodels import entropy_per_token, evaluation_loss, model_marginal_fn, toy_language, toy_languages, toy_models_for
+from dlmpaper.lm.toymodels import (
+    entropy_per_token,
+    evaluation_loss,
+    model_marginal_fn,
+    toy_language,
+    toy_languages,
+    toy_models_for,
+)
 
 __all__ = [
-    "EXPECTED_DIRECTION", "bootstrap_ci", "check_settings", "ci_text", "commit_phase", "end_fill_by_step",
-    "example_answers", "generate", "likes_example", "marginal_divergence", "paired_change",
-    "parallel_invalid_probability", "remask_check", "revision_rates", "sample_partial_states",
-    "simulate_parallel_decoding", "summarize_over_prompts", "sweep", "total_correlation",
-    "toy_invalid_rates", "toy_model_quality", "wilson_interval",
+    "EXPECTED_DIRECTION",
+    "bootstrap_ci",
+    "check_settings",
+    "ci_text",
+    "commit_phase",
+    "end_fill_by_step",
+    "example_answers",
+    "generate",
+    "likes_example",
+    "marginal_divergence",
+    "paired_change",
+    "parallel_invalid_probability",
+    "remask_check",
+    "revision_rates",
+    "sample_partial_states",
+    "simulate_parallel_decoding",
+    "summarize_over_prompts",
+    "sweep",
+    "total_correlation",
+    "toy_invalid_rates",
+    "toy_model_quality",
+    "wilson_interval",
 ]
 
 #: Direction in which the marginal trap should move each metric as tokens per step grow
@@ -94,7 +118,11 @@ def marginal_divergence(model_or_fn, lang: ToyLanguage | str, partials) -> pd.Da
     model), nats), ``tv`` (total variation), ``exact_top`` and ``model_top`` (argmax tokens).
     """
     lang = toy_language(lang)
-    fn = model_or_fn if callable(model_or_fn) and not isinstance(model_or_fn, torch.nn.Module) else model_marginal_fn(model_or_fn, lang)
+    fn = (
+        model_or_fn
+        if callable(model_or_fn) and not isinstance(model_or_fn, torch.nn.Module)
+        else model_marginal_fn(model_or_fn, lang)
+    )
     if isinstance(partials, np.ndarray) and partials.ndim == 2:
         states = partials.astype(np.int64)
     else:
@@ -107,9 +135,16 @@ def marginal_divergence(model_or_fn, lang: ToyLanguage | str, partials) -> pd.Da
         p, q = exact[b, i], model[b, i]
         nz = p > 0
         kl = float(np.sum(p[nz] * (np.log(p[nz]) - np.log(np.maximum(q[nz], 1e-300)))))
-        rows.append(dict(state=lang.to_text(states[b]).replace("[MASK]", "_"), position=int(i), kl=max(0.0, kl),
-                         tv=float(0.5 * np.abs(p - q).sum()), exact_top=lang.vocab[int(p.argmax())],
-                         model_top=lang.vocab[int(q.argmax())]))
+        rows.append(
+            dict(
+                state=lang.to_text(states[b]).replace("[MASK]", "_"),
+                position=int(i),
+                kl=max(0.0, kl),
+                tv=float(0.5 * np.abs(p - q).sum()),
+                exact_top=lang.vocab[int(p.argmax())],
+                model_top=lang.vocab[int(q.argmax())],
+            )
+        )
     return pd.DataFrame(rows, columns=["state", "position", "kl", "tv", "exact_top", "model_top"])
 
 
@@ -139,13 +174,26 @@ def toy_invalid_rates(
     loaded = toy_models_for(langs, models, root)
     frames = []
     for lang in langs:
-        ks = range(1, lang.length + 1) if tokens_per_step is None else [k for k in tokens_per_step if int(k) <= lang.length]
+        ks = (
+            range(1, lang.length + 1)
+            if tokens_per_step is None
+            else [k for k in tokens_per_step if int(k) <= lang.length]
+        )
         fn = model_marginal_fn(loaded[lang.name], lang)
         for order in orders:
             for label, marg in (("exact", None), ("trained", fn)):
-                frames.append(invalid_rate_by_tokens_per_step(
-                    lang, ks, order=order, n_samples=n_samples, seed=seed, marginal_fn=marg, exact=exact,
-                    marginals_label=label))
+                frames.append(
+                    invalid_rate_by_tokens_per_step(
+                        lang,
+                        ks,
+                        order=order,
+                        n_samples=n_samples,
+                        seed=seed,
+                        marginal_fn=marg,
+                        exact=exact,
+                        marginals_label=label,
+                    )
+                )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -174,14 +222,22 @@ def toy_model_quality(
         fn = model_marginal_fn(model, lang)
         div = marginal_divergence(fn, lang, sample_partial_states(lang, n_states, seed))
         dec = ModelMarginalDecoder(lang, fn)
-        rows.append(dict(
-            language=lang.name, n_states=int(n_states), n_positions=len(div),
-            kl_mean=float(div["kl"].mean()), kl_p95=float(div["kl"].quantile(0.95)), kl_max=float(div["kl"].max()),
-            tv_mean=float(div["tv"].mean()), tv_max=float(div["tv"].max()),
-            invalid_k1_left_to_right=dec.invalid_exact(1, "left_to_right"),
-            invalid_k1_random=dec.invalid_exact(1, "random"),
-            eval_loss=evaluation_loss(model, lang), entropy_per_token=entropy_per_token(lang),
-        ))
+        rows.append(
+            dict(
+                language=lang.name,
+                n_states=int(n_states),
+                n_positions=len(div),
+                kl_mean=float(div["kl"].mean()),
+                kl_p95=float(div["kl"].quantile(0.95)),
+                kl_max=float(div["kl"].max()),
+                tv_mean=float(div["tv"].mean()),
+                tv_max=float(div["tv"].max()),
+                invalid_k1_left_to_right=dec.invalid_exact(1, "left_to_right"),
+                invalid_k1_random=dec.invalid_exact(1, "random"),
+                eval_loss=evaluation_loss(model, lang),
+                entropy_per_token=entropy_per_token(lang),
+            )
+        )
     return pd.DataFrame(rows)
 
 
@@ -206,8 +262,9 @@ def wilson_interval(rate: float, n: int) -> tuple[float, float]:
     return wilson(int(round(rate * n)), int(n))
 
 
-def summarize_over_prompts(frame: pd.DataFrame, by: Sequence[str], metrics: Sequence[str],
-                           n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+def summarize_over_prompts(
+    frame: pd.DataFrame, by: Sequence[str], metrics: Sequence[str], n_boot: int = 1000, seed: int = 0
+) -> pd.DataFrame:
     """Mean over rows (one per prompt) of each metric per group ``by``, with a bootstrap 95% CI.
 
     Tidy columns: ``*by, metric, mean, ci_low, ci_high, n`` (``n``: rows with a finite value;
@@ -224,9 +281,18 @@ def summarize_over_prompts(frame: pd.DataFrame, by: Sequence[str], metrics: Sequ
     return pd.DataFrame(rows, columns=[*by, "metric", "mean", "ci_low", "ci_high", "n"])
 
 
-def paired_change(frame: pd.DataFrame, metric: str, *, baseline, compare, column: str = "tokens_per_step",
-                  by: Sequence[str] = ("block_length",), key: str = "prompt",
-                  n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+def paired_change(
+    frame: pd.DataFrame,
+    metric: str,
+    *,
+    baseline,
+    compare,
+    column: str = "tokens_per_step",
+    by: Sequence[str] = ("block_length",),
+    key: str = "prompt",
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Per group ``by``: mean over prompts of ``metric(compare) - metric(baseline)``, the two
     settings of ``column`` paired by ``key`` (the same prompt), with a bootstrap 95% CI.
 
@@ -248,16 +314,33 @@ def paired_change(frame: pd.DataFrame, metric: str, *, baseline, compare, column
             agrees = None
         else:
             agrees = bool(np.sign(mean) == expected)
-        rows.append({**dict(zip(by, group_key)), "metric": metric, "baseline": baseline, "compare": compare,
-                     "diff": mean, "ci_low": lo, "ci_high": hi, "n": n, "expected": expected, "agrees": agrees})
+        rows.append(
+            {
+                **dict(zip(by, group_key)),
+                "metric": metric,
+                "baseline": baseline,
+                "compare": compare,
+                "diff": mean,
+                "ci_low": lo,
+                "ci_high": hi,
+                "n": n,
+                "expected": expected,
+                "agrees": agrees,
+            }
+        )
     out = pd.DataFrame(rows)
     out["agrees"] = pd.Series([r["agrees"] for r in rows], index=out.index, dtype=object)  # True / False / None
     return out
 
 
-def example_answers(sweep: pd.DataFrame, tokens_per_step: Sequence[int] = (1, 4, 16), *,
-                    prompts: Sequence[int] = (0, 1), block_lengths: Sequence[int] | None = None,
-                    width: int = 60) -> pd.DataFrame:
+def example_answers(
+    sweep: pd.DataFrame,
+    tokens_per_step: Sequence[int] = (1, 4, 16),
+    *,
+    prompts: Sequence[int] = (0, 1),
+    block_lengths: Sequence[int] | None = None,
+    width: int = 60,
+) -> pd.DataFrame:
     """Side-by-side answers (rows ``prompt, block_length``; one column ``k=<t>`` per tokens per
     step), each shortened to ``width`` characters on one line (notebook 04, after figure
     ``04_real_model_sweep``). ``sweep`` is :func:`dlmpaper.core.sampling.sweep`'s table."""
@@ -267,8 +350,9 @@ def example_answers(sweep: pd.DataFrame, tokens_per_step: Sequence[int] = (1, 4,
         d = d[d["block_length"].isin(list(block_lengths))]
     if d.empty:
         raise ValueError("example_answers: no row matches these prompts / tokens_per_step / block lengths")
-    short = d["text"].map(lambda s: textwrap.shorten(" ".join(str(s).split()) or "(empty)", width=width,
-                                                     placeholder=" ..."))
+    short = d["text"].map(
+        lambda s: textwrap.shorten(" ".join(str(s).split()) or "(empty)", width=width, placeholder=" ...")
+    )
     wide = d.assign(text=short).pivot(index=["prompt", "block_length"], columns="tokens_per_step", values="text")
     wide = wide.reindex(columns=[t for t in tokens_per_step if t in wide.columns])
     wide.columns = [f"k={t}" for t in wide.columns]
@@ -284,7 +368,8 @@ def end_fill_by_step(tokens: pd.DataFrame, end_ids: Iterable[int]) -> pd.DataFra
     ends = set(int(e) for e in end_ids)
     d = tokens.assign(is_end=tokens["token_id"].isin(ends))
     out = d.groupby("step", sort=True).agg(
-        committed=("token_id", "size"), end_tokens=("is_end", "sum"),
+        committed=("token_id", "size"),
+        end_tokens=("is_end", "sum"),
     )
     out["end_share"] = out["end_tokens"] / out["committed"]
     out["mean_end_position"] = d[d["is_end"]].groupby("step")["position"].mean()
@@ -317,8 +402,11 @@ def revision_rates(check: pd.DataFrame, by: Sequence[str] = ("tokens_per_step",)
     :func:`summarize_over_prompts` (prompts are the unit of the bootstrap)."""
     by = list(by)
     _need(check, [*by, "prompt", "would_revise"], "revision_rates")
-    out = (check.assign(would_revise=check["would_revise"].astype(float))
-           .groupby([*by, "prompt"], observed=True, sort=True)["would_revise"]
-           .agg(["mean", "size"]).reset_index()
-           .rename(columns={"mean": "would_revise", "size": "n_tokens"}))
+    out = (
+        check.assign(would_revise=check["would_revise"].astype(float))
+        .groupby([*by, "prompt"], observed=True, sort=True)["would_revise"]
+        .agg(["mean", "size"])
+        .reset_index()
+        .rename(columns={"mean": "would_revise", "size": "n_tokens"})
+    )
     return out

@@ -31,6 +31,7 @@ SCHEDULES: tuple[str, ...] = ("cosine", "linear", "sqrt")
 
 # --------------------------------------------------------------------------- validation
 
+
 def _generator(generator: torch.Generator | int) -> torch.Generator:
     if isinstance(generator, torch.Generator):
         return generator
@@ -98,6 +99,7 @@ def _check_embedding(embedding: torch.Tensor) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- schedules
+
 
 def linear_alpha(t: float | torch.Tensor) -> torch.Tensor:
     """Discrete-process keep probability alpha_t = 1 - t (linear schedule of LLaDA / MDLM)."""
@@ -168,6 +170,7 @@ def _schedule(schedule: GaussianSchedule | str) -> GaussianSchedule:
 
 # --------------------------------------------------------------------------- absorbing mask
 
+
 def mask_closed_form(x0: torch.Tensor, t: float, mask_id: int, generator: torch.Generator | int) -> torch.Tensor:
     """Sample x_t ~ q(x_t | x_0) of the absorbing process: each token -> ``mask_id`` w.p. t.
 
@@ -202,6 +205,7 @@ def mask_chain(x0: torch.Tensor, n_steps: int, mask_id: int, generator: torch.Ge
 
 
 # --------------------------------------------------------------------------- uniform substitution
+
 
 def _uniform_tokens(shape: torch.Size, ids: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return ids[torch.randint(ids.numel(), shape, generator=gen)]
@@ -258,6 +262,7 @@ def uniform_chain(
 
 
 # --------------------------------------------------------------------------- Gaussian on embeddings
+
 
 def embed(x0: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
     """e_0 = E[x_0]: (..., L) token ids -> (..., L, d) float32 embeddings."""
@@ -338,7 +343,7 @@ def round_to_tokens(
     e_sq = (E * E).sum(1)
     ids, dists = [], []
     for start in range(0, flat.shape[0], chunk_size):
-        zc = flat[start:start + chunk_size]
+        zc = flat[start : start + chunk_size]
         d2 = (zc * zc).sum(1, keepdim=True) - 2.0 * zc @ E.T + e_sq
         best = d2.argmin(1)
         # recompute the winning distance directly, free of cancellation error
@@ -349,6 +354,7 @@ def round_to_tokens(
 
 
 # --------------------------------------------------------------------------- analyses
+
 
 def corruption_grid(
     x0: torch.Tensor,
@@ -415,8 +421,9 @@ def corruption_grid(
             z = math.sqrt(ab) * e0 + math.sqrt(1.0 - ab) * eps
             noisy, dist = round_to_tokens(z, embedding)
             rows += _grid_rows(process, t, x0, noisy, distance=dist)
-    return pd.DataFrame(rows, columns=["process", "level", "position", "token_id", "noisy_id",
-                                       "state", "is_original", "distance"])
+    return pd.DataFrame(
+        rows, columns=["process", "level", "position", "token_id", "noisy_id", "state", "is_original", "distance"]
+    )
 
 
 def _grid_rows(process, t, x0, noisy, mask_id=None, distance=None) -> list[dict]:
@@ -426,11 +433,18 @@ def _grid_rows(process, t, x0, noisy, mask_id=None, distance=None) -> list[dict]
             state = "masked"
         else:
             state = "kept" if a == b else "substituted"
-        rows.append({
-            "process": process, "level": t, "position": pos, "token_id": a, "noisy_id": b,
-            "state": state, "is_original": a == b,
-            "distance": float(distance[pos]) if distance is not None else float("nan"),
-        })
+        rows.append(
+            {
+                "process": process,
+                "level": t,
+                "position": pos,
+                "token_id": a,
+                "noisy_id": b,
+                "state": state,
+                "is_original": a == b,
+                "distance": float(distance[pos]) if distance is not None else float("nan"),
+            }
+        )
     return rows
 
 
@@ -460,21 +474,23 @@ def information_retained(
     """
     levels = [_check_t(t) for t in levels]
     if processes is None:
-        processes = ["mask"] + (["uniform"] if vocab_size is not None else []) \
-            + (["gaussian"] if embedding is not None else [])
+        processes = (
+            ["mask"] + (["uniform"] if vocab_size is not None else []) + (["gaussian"] if embedding is not None else [])
+        )
     for p in processes:
         if p not in PROCESSES:
             raise ValueError(f"unknown process {p!r}; use one of {', '.join(PROCESSES)}")
     rows = []
     if "mask" in processes:
-        rows += [{"process": "mask", "level": t, "retained": 1.0 - t, "stderr": 0.0, "method": "exact"}
-                 for t in levels]
+        rows += [{"process": "mask", "level": t, "retained": 1.0 - t, "stderr": 0.0, "method": "exact"} for t in levels]
     if "uniform" in processes:
         if vocab_size is None:
             raise ValueError("process 'uniform' needs vocab_size")
         V = _check_vocab(vocab_size, vocab_ids).numel()
-        rows += [{"process": "uniform", "level": t, "retained": (1.0 - t) + t / V, "stderr": 0.0,
-                  "method": "exact"} for t in levels]
+        rows += [
+            {"process": "uniform", "level": t, "retained": (1.0 - t) + t / V, "stderr": 0.0, "method": "exact"}
+            for t in levels
+        ]
     if "gaussian" in processes:
         if embedding is None:
             raise ValueError("process 'gaussian' needs embedding (a (V, d) tensor)")
@@ -494,6 +510,13 @@ def information_retained(
             eps = torch.randn(e0.shape, generator=gen)
             ids, _ = round_to_tokens(math.sqrt(ab) * e0 + math.sqrt(1.0 - ab) * eps, E)
             p = float((ids == gold).float().mean())
-            rows.append({"process": "gaussian", "level": t, "retained": p,
-                         "stderr": math.sqrt(p * (1 - p) / n), "method": "monte-carlo"})
+            rows.append(
+                {
+                    "process": "gaussian",
+                    "level": t,
+                    "retained": p,
+                    "stderr": math.sqrt(p * (1 - p) / n),
+                    "method": "monte-carlo",
+                }
+            )
     return pd.DataFrame(rows, columns=["process", "level", "retained", "stderr", "method"])

@@ -49,7 +49,9 @@ def corrupt(
 ) -> MaskedBatch:
     """Mask response tokens with p = (1 - eps) t + eps, t ~ U(0, 1) per sequence; the prompt is never masked."""
     if input_ids.shape != response_mask.shape:
-        raise ValueError(f"input_ids {tuple(input_ids.shape)} and response_mask {tuple(response_mask.shape)} differ in shape")
+        raise ValueError(
+            f"input_ids {tuple(input_ids.shape)} and response_mask {tuple(response_mask.shape)} differ in shape"
+        )
     batch = input_ids.shape[0]
     if t is None:
         t = torch.rand(batch, generator=generator, device=input_ids.device)
@@ -60,8 +62,14 @@ def corrupt(
     return MaskedBatch(noisy, masked, p_mask)
 
 
-def masked_logits(model: torch.nn.Module, input_ids, attention_mask, position_ids, select: torch.Tensor | None,
-                  inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
+def masked_logits(
+    model: torch.nn.Module,
+    input_ids,
+    attention_mask,
+    position_ids,
+    select: torch.Tensor | None,
+    inputs_embeds: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Logits (N, V) at the positions where ``select`` is True (all positions, (B, L, V), if None).
 
     For ModernBERT-style models (``.model``, ``.head``, ``.decoder``) the vocabulary projection is
@@ -78,7 +86,9 @@ def masked_logits(model: torch.nn.Module, input_ids, attention_mask, position_id
     return logits if select is None else logits[select]
 
 
-def sft_loss(logits_at_masked: torch.Tensor, batch: MaskedBatch, targets: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
+def sft_loss(
+    logits_at_masked: torch.Tensor, batch: MaskedBatch, targets: torch.Tensor, response_mask: torch.Tensor
+) -> torch.Tensor:
     """LLaDA's SFT loss from logits at the masked positions (in row-major order of ``batch.masked``).
 
     Each masked token's cross-entropy is divided by its sequence's p and by its response length

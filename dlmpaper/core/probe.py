@@ -236,7 +236,7 @@ def plan_batches(
 
     Prompts are sorted by length (longest first, stable) so a batch wastes little on
     padding and an out-of-memory error shows on the first batch. Left padding does not
-    change results (tests/test_probe.py checks it). Returns the prompt frame (with
+    change results (tests/unit/test_probe.py checks it). Returns the prompt frame (with
     ``n_prompt_tokens``; prompts dropped by ``too_long="skip"`` removed) and the batches.
     :func:`positional_probe` and ``benchmarks/bench_probe.py`` share this plan.
     """
@@ -602,8 +602,11 @@ def positional_probe(
     Notebook 03_positional_probe; CLI ``dlmpaper probe``.
     """
     validate_probe_args(n_masks, top_k, None, model.max_length, model.vocab_size)
-    if not (js_support is None or (isinstance(js_support, str) and js_support == "auto")
-            or (_is_int(js_support) and js_support >= 0)):
+    if not (
+        js_support is None
+        or (isinstance(js_support, str) and js_support == "auto")
+        or (_is_int(js_support) and js_support >= 0)
+    ):
         raise ValueError(
             f"js_support must be 'auto', None (full distributions, exact), 0 (skip) or an integer >= 1, "
             f"got {js_support!r}"
@@ -706,13 +709,15 @@ def reference_probe(model: MaskedDiffusionLM, prompt: str, n_masks: int = 128, t
     probs = torch.softmax(logits, dim=-1)
     entropy = -(probs * torch.log(probs.clamp_min(1e-300))).sum(dim=-1)
     top, idx = torch.topk(probs, top_k, dim=-1)
-    return pd.DataFrame({
-        "position": np.repeat(np.arange(1, n_masks + 1), top_k),
-        "rank": np.tile(np.arange(1, top_k + 1), n_masks),
-        "token_id": idx.reshape(-1).cpu().numpy(),
-        "prob": top.reshape(-1).cpu().numpy(),
-        "entropy": np.repeat(entropy.cpu().numpy(), top_k),
-    })
+    return pd.DataFrame(
+        {
+            "position": np.repeat(np.arange(1, n_masks + 1), top_k),
+            "rank": np.tile(np.arange(1, top_k + 1), n_masks),
+            "token_id": idx.reshape(-1).cpu().numpy(),
+            "prob": top.reshape(-1).cpu().numpy(),
+            "entropy": np.repeat(entropy.cpu().numpy(), top_k),
+        }
+    )
 
 
 def _ranks_from_scores(scores: np.ndarray) -> pd.Series:

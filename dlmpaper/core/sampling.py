@@ -222,8 +222,8 @@ def _score_rows(
         x0 = gumbel_argmax(part, settings.temperature, gens)
         probs = torch.softmax(part.double(), dim=-1)
         prob_x0 = probs.gather(-1, x0[..., None]).squeeze(-1)
-        score = prob_x0 if settings.remasking == "low_confidence" else remasking_scores(
-            probs, x0, settings.remasking, gens
+        score = (
+            prob_x0 if settings.remasking == "low_confidence" else remasking_scores(probs, x0, settings.remasking, gens)
         )
         outs.append((x0, prob_x0, score))
         del probs
@@ -547,8 +547,9 @@ def _strategy_logits(model, x, attention, p0: int, settings: SamplerSettings, pr
     return un + (settings.cfg_scale + 1.0) * (cond - un)
 
 
-def _verify(strategy, judge_logits: torch.Tensor, cand: torch.Tensor, x0: torch.Tensor, temperature: float,
-            gen: torch.Generator) -> tuple[int, int | None]:
+def _verify(
+    strategy, judge_logits: torch.Tensor, cand: torch.Tensor, x0: torch.Tensor, temperature: float, gen: torch.Generator
+) -> tuple[int, int | None]:
     """``(accepted, correction)`` for one row's proposal ``x0 (kk,)`` (:class:`strategies.Verifier`).
 
     ``judge_logits`` and ``cand`` are ``(kk, V)`` (judge and masked model at the proposed positions,
@@ -583,7 +584,9 @@ def _verify(strategy, judge_logits: torch.Tensor, cand: torch.Tensor, x0: torch.
     return kk, None
 
 
-def _generate_batch_strategy(model, ids_list, settings: SamplerSettings, gens, strategy, bar) -> dict[str, torch.Tensor]:
+def _generate_batch_strategy(
+    model, ids_list, settings: SamplerSettings, gens, strategy, bar
+) -> dict[str, torch.Tensor]:
     """One left-padded batch of :func:`generate` under a :mod:`dlmpaper.core.strategies` object.
 
     The forward pass is batched; every decision is taken per row from that row's logits and
@@ -788,7 +791,9 @@ def sequential_log_likelihood(
 
 # --------------------------------------------------------------------------- revisions
 @torch.no_grad()
-def remask_check(model: MaskedDiffusionLM, result: GenerationResult, *, answer_only: bool = True, batch_size: int = 16) -> pd.DataFrame:
+def remask_check(
+    model: MaskedDiffusionLM, result: GenerationResult, *, answer_only: bool = True, batch_size: int = 16
+) -> pd.DataFrame:
     """Would the model revise a committed token if asked again? (paper §4, issue (ii), notebook 04).
 
     For each prompt and generated position ``i`` (up to and including the first end id with
@@ -866,15 +871,32 @@ def sweep(
     if not combos:
         raise ValueError("sweep needs at least one tokens_per_step, block length and remasking")
     for t, b, r in combos:
-        check_settings(gen_length=gen_length, block_length=b, tokens_per_step=t, remasking=r,
-                       temperature=temperature, cfg_scale=cfg_scale)
+        check_settings(
+            gen_length=gen_length,
+            block_length=b,
+            tokens_per_step=t,
+            remasking=r,
+            temperature=temperature,
+            cfg_scale=cfg_scale,
+        )
     ids_list = _prompt_ids(model, prompts)
     end_ids = tuple(model.end_ids)
     frames = []
     for t, b, r in combos:
-        res = generate(model, ids_list, gen_length=gen_length, block_length=b, tokens_per_step=t,
-                       temperature=temperature, remasking=r, cfg_scale=cfg_scale, seed=seed,
-                       batch_size=batch_size, record=False, progress=progress)
+        res = generate(
+            model,
+            ids_list,
+            gen_length=gen_length,
+            block_length=b,
+            tokens_per_step=t,
+            temperature=temperature,
+            remasking=r,
+            cfg_scale=cfg_scale,
+            seed=seed,
+            batch_size=batch_size,
+            record=False,
+            progress=progress,
+        )
         frame = pd.DataFrame(
             {
                 "prompt": np.arange(len(ids_list)),
@@ -893,8 +915,9 @@ def sweep(
             for prompt, row in zip(ids_list, res.tokens.tolist()):
                 answer = answer_tokens(row, end_ids)
                 answer = answer + row[len(answer) : len(answer) + 1]  # keep the first end id
-                lls.append(sequential_log_likelihood(model, prompt, answer, region_length=gen_length,
-                                                     batch_size=batch_size))
+                lls.append(
+                    sequential_log_likelihood(model, prompt, answer, region_length=gen_length, batch_size=batch_size)
+                )
                 n_scored.append(len(answer))
             frame["seq_loglik"] = lls
             frame["seq_loglik_per_token"] = np.array(lls) / np.maximum(np.array(n_scored), 1)

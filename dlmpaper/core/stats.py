@@ -15,8 +15,16 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import pandas as pd
 
-__all__ = ["bootstrap_mean", "bootstrap_statistic", "nanmean", "percentile_interval", "resample_index", "resample_weights",
-           "spearman", "weighted_bootstrap_interval"]
+__all__ = [
+    "bootstrap_mean",
+    "bootstrap_statistic",
+    "nanmean",
+    "percentile_interval",
+    "resample_index",
+    "resample_weights",
+    "spearman",
+    "weighted_bootstrap_interval",
+]
 
 
 def nanmean(x: np.ndarray, axis: int) -> np.ndarray:
@@ -77,8 +85,9 @@ def bootstrap_mean(values: Iterable[float], n_boot: int = 1000, seed: int = 0) -
     return float(x.mean()), float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))
 
 
-def bootstrap_statistic(values: np.ndarray, stat: Callable[[np.ndarray], float] = np.mean, n_boot: int = 1000,
-                        seed: int = 0) -> tuple[float, float, float]:
+def bootstrap_statistic(
+    values: np.ndarray, stat: Callable[[np.ndarray], float] = np.mean, n_boot: int = 1000, seed: int = 0
+) -> tuple[float, float, float]:
     """``(estimate, low, high)``: any statistic of the rows of ``values`` (e.g. :func:`spearman` of
     ``(n, 2)`` pairs) and its 95% percentile-bootstrap interval over rows; NaN resamples are left out.
     ``(nan, nan, nan)`` for no rows."""

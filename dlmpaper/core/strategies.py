@@ -290,8 +290,9 @@ class CausalJudge:
         else:
             xs, att = x, attention
         pos = left_padded_positions(att)
-        out = masked_logits(self.model, xs.to(device), causal_attention_mask(att.to(device)), pos.to(device),
-                            None).float()
+        out = masked_logits(
+            self.model, xs.to(device), causal_attention_mask(att.to(device)), pos.to(device), None
+        ).float()
         if self.start_id is not None:
             return out[:, :-1].to(x.device)  # position i of xs (= column i-1 of x's start) predicts column i
         return torch.cat([torch.zeros_like(out[:, :1]), out[:, :-1]], 1).to(x.device)

@@ -16,8 +16,9 @@ def require_columns(frame: pd.DataFrame, columns: Iterable[str], what: str) -> N
         raise ValueError(f"{what} needs columns {missing}; pass the table named in its docstring")
 
 
-def ci_text(frame: pd.DataFrame, *, mean: str = "mean", low: str = "ci_low", high: str = "ci_high",
-            digits: int = 3) -> pd.Series:
+def ci_text(
+    frame: pd.DataFrame, *, mean: str = "mean", low: str = "ci_low", high: str = "ci_high", digits: int = 3
+) -> pd.Series:
     """``"mean [low, high]"`` per row, each number with ``digits`` decimals: how every notebook
     prints an estimate with its 95% interval (notebooks 03, 04 and 05)."""
     require_columns(frame, [mean, low, high], "ci_text")

@@ -96,7 +96,7 @@ class ToyLanguage:
         self.probs = probs / probs.sum()
         self.length = seqs.shape[1]
         base = len(self.vocab) + 1
-        if base ** self.length >= 2**62:
+        if base**self.length >= 2**62:
             raise ValueError(f"{self.name}: (V+1)^L too large for exact enumeration; use a shorter length")
         self._codes = self._encode_rows(seqs)
         if np.unique(self._codes).size != self._codes.size:
@@ -240,7 +240,9 @@ def agreement_language() -> ToyLanguage:
         for s, v, o in itertools.product(subjects, VERBS[number], OBJECTS):
             sentences.append([s, v, o])
     return ToyLanguage.from_sentences(
-        "agreement", sentences, vocab=vocab,
+        "agreement",
+        sentences,
+        vocab=vocab,
         description="subject-verb agreement, uniform over the 36 valid 'subject verb object' sentences",
     )
 
@@ -277,7 +279,9 @@ def brackets_language(length: int = 8, kinds: int = 2) -> ToyLanguage:
     pairs = all_pairs[:kinds]
     vocab = [t for p in pairs for t in p]
     return ToyLanguage.from_sentences(
-        f"brackets{length}", _balanced(length, pairs), vocab=vocab,
+        f"brackets{length}",
+        _balanced(length, pairs),
+        vocab=vocab,
         description=f"all balanced strings of length {length} over {kinds} bracket kinds, uniform",
     )
 
@@ -295,7 +299,9 @@ def copy_language(length: int = 6, n_attributes: int = 3, n_fillers: int = 2) ->
     fillers = list("xyzwvutsrqponmlkjihgfedcba"[:n_fillers])
     sentences = [[a, *mid, a] for a in attrs for mid in itertools.product(fillers, repeat=length - 2)]
     return ToyLanguage.from_sentences(
-        f"copy{length}", sentences, vocab=[*attrs, *fillers],
+        f"copy{length}",
+        sentences,
+        vocab=[*attrs, *fillers],
         description=f"first token repeated at position {length - 1}, {length - 2} free fillers between, uniform",
     )
 
@@ -404,7 +410,10 @@ def _sample_categorical(probs: np.ndarray, rng: np.random.Generator) -> np.ndarr
 
 
 def simulate_parallel_decoding(
-    lang: ToyLanguage, partial, n_samples: int = 100_000, rng: np.random.Generator | int | None = None,
+    lang: ToyLanguage,
+    partial,
+    n_samples: int = 100_000,
+    rng: np.random.Generator | int | None = None,
     positions=None,
 ) -> float:
     """Monte-Carlo estimate of :func:`parallel_invalid_probability`: sample the chosen
@@ -459,13 +468,13 @@ def exact_marginal_fn(lang: ToyLanguage, chunk: int = 2048) -> MarginalFn:
         uniq = batch[first]
         res = np.empty((uniq.shape[0], L * V))
         for a in range(0, uniq.shape[0], chunk):
-            u = uniq[a:a + chunk]
+            u = uniq[a : a + chunk]
             match = np.all((lang.sequences[None] == u[:, None]) | (u[:, None] == lang.mask_id), axis=2)
             w = match * lang.probs[None]
             z = w.sum(axis=1, keepdims=True)
             m = (w @ onehot) / np.where(z > 0, z, 1.0)
             m[z[:, 0] == 0] = 1.0 / V
-            res[a:a + chunk] = m
+            res[a : a + chunk] = m
         return res.reshape(-1, L, V)[inv.ravel()]
 
     return fn
@@ -596,8 +605,9 @@ class ModelMarginalDecoder:
         return float(min(1.0, invalid))
 
     # -- simulation ---------------------------------------------------------------------
-    def decode(self, n: int, k: int, order: str = "left_to_right",
-               rng: np.random.Generator | int | None = None) -> np.ndarray:
+    def decode(
+        self, n: int, k: int, order: str = "left_to_right", rng: np.random.Generator | int | None = None
+    ) -> np.ndarray:
         """Run the decoder ``n`` times in parallel; returns the final ids ``(n, L)``."""
         k = self._check(k, order)
         rng = np.random.default_rng(rng)
@@ -618,8 +628,9 @@ class ModelMarginalDecoder:
                 x[rows[:, 0], col] = _sample_categorical(P[rows[:, 0], col], rng)
         return x
 
-    def invalid_sim(self, n: int, k: int, order: str = "left_to_right",
-                    rng: np.random.Generator | int | None = None) -> tuple[float, float, float]:
+    def invalid_sim(
+        self, n: int, k: int, order: str = "left_to_right", rng: np.random.Generator | int | None = None
+    ) -> tuple[float, float, float]:
         """Simulated invalid rate and its 95% Wilson interval ``(rate, low, high)``."""
         x = self.decode(n, k, order, rng)
         bad = int((~self.lang.valid_mask(x)).sum())
@@ -654,9 +665,20 @@ def invalid_rate_by_tokens_per_step(
         k = dec._check(k, order)
         ex = dec.invalid_exact(k, order) if exact else float("nan")
         sim, lo, hi = dec.invalid_sim(n_samples, k, order, np.random.default_rng((int(seed), k)))
-        rows.append(dict(language=lang.name, order=order, marginals=label, tokens_per_step=k,
-                         n_steps=math.ceil(lang.length / k), n_samples=int(n_samples),
-                         invalid_exact=ex, invalid_sim=sim, sim_ci_low=lo, sim_ci_high=hi))
+        rows.append(
+            dict(
+                language=lang.name,
+                order=order,
+                marginals=label,
+                tokens_per_step=k,
+                n_steps=math.ceil(lang.length / k),
+                n_samples=int(n_samples),
+                invalid_exact=ex,
+                invalid_sim=sim,
+                sim_ci_low=lo,
+                sim_ci_high=hi,
+            )
+        )
     return pd.DataFrame(rows)
 
 
@@ -683,8 +705,15 @@ def likes_example(obj: str = "tennis") -> pd.DataFrame:
     for s in subjects:
         for v in verbs:
             i, j = lang.vocab.index(s), lang.vocab.index(v)
-            rows.append(dict(subject=s, verb=v, joint=joint.get((i, j), 0.0),
-                             product=float(m_subj[i] * m_verb[j]), valid=(i, j) in joint))
+            rows.append(
+                dict(
+                    subject=s,
+                    verb=v,
+                    joint=joint.get((i, j), 0.0),
+                    product=float(m_subj[i] * m_verb[j]),
+                    valid=(i, j) in joint,
+                )
+            )
     df = pd.DataFrame(rows)
     df["subject"] = pd.Categorical(df["subject"], categories=subjects, ordered=True)
     df["verb"] = pd.Categorical(df["verb"], categories=verbs, ordered=True)

@@ -51,8 +51,22 @@ HELDOUT_SHARE = 0.05
 MAX_ANSWER_WORDS = 140
 #: Invented words the probe evaluation uses (``dlmpaper.train.goals``): never generated for training.
 RESERVED_INVENTED = (
-    "plorvish", "blamupel", "tranquesh", "vorpelink", "snerdigal", "quimbrast", "flendorit", "grobulate",
-    "mistrovan", "zelquinty", "drapsonet", "wumblique", "krenthous", "yarbolith", "pelminast", "chortovex",
+    "plorvish",
+    "blamupel",
+    "tranquesh",
+    "vorpelink",
+    "snerdigal",
+    "quimbrast",
+    "flendorit",
+    "grobulate",
+    "mistrovan",
+    "zelquinty",
+    "drapsonet",
+    "wumblique",
+    "krenthous",
+    "yarbolith",
+    "pelminast",
+    "chortovex",
 )
 
 WORDNET_DIR = Path("/usr/share/wordnet")
@@ -61,11 +75,32 @@ PYTHON_DOC_DIR = Path("/usr/share/doc/python3.11/html/_sources/faq")
 
 #: Where each source's raw text lives and which Debian package installs it.
 SOURCES = {
-    "wordnet": ("wordnet-base", [WORDNET_DIR / f for f in ("data.noun", "index.noun", "data.verb", "index.verb", "data.adj", "index.adj", "data.adv", "index.adv")]),
+    "wordnet": (
+        "wordnet-base",
+        [
+            WORDNET_DIR / f
+            for f in (
+                "data.noun",
+                "index.noun",
+                "data.verb",
+                "index.verb",
+                "data.adj",
+                "index.adj",
+                "data.adv",
+                "index.adv",
+            )
+        ],
+    ),
     "jargon": ("dict-jargon", [DICTD_DIR / "jargon.index", DICTD_DIR / "jargon.dict.dz"]),
     "devil": ("dict-devil", [DICTD_DIR / "devil.index", DICTD_DIR / "devil.dict.dz"]),
     "elements": ("dict-elements", [DICTD_DIR / "elements.index", DICTD_DIR / "elements.dict.dz"]),
-    "python_faq": ("python3-doc", [PYTHON_DOC_DIR / f"{name}.rst.txt" for name in ("general", "programming", "design", "library", "extending", "windows", "gui", "installed")]),
+    "python_faq": (
+        "python3-doc",
+        [
+            PYTHON_DOC_DIR / f"{name}.rst.txt"
+            for name in ("general", "programming", "design", "library", "extending", "windows", "gui", "installed")
+        ],
+    ),
 }
 
 #: Question forms: form -> (style, prompt templates). ``style`` "dictionary" counts towards the
@@ -75,27 +110,72 @@ FORMS: dict[str, tuple[str, list[str]]] = {
     "define": ("dictionary", ["Define the word {x}.", "What does the word {x} mean?", "What is the meaning of {x}?"]),
     "verb_meaning": ("dictionary", ["What does it mean to {x}?", "What does the verb {x} mean?"]),
     "adj_meaning": ("dictionary", ["What does it mean to be {x}?", "What does the adjective {x} mean?"]),
-    "brief": ("dictionary", ["In one sentence, what does {x} mean?", "Briefly, what is {ax}?", "Give a short definition of {x}."]),
-    "detail": ("dictionary", ["Tell me everything you know about the word {x}.", "Explain the word {x} in detail.", "Describe {ax} in detail."]),
+    "brief": (
+        "dictionary",
+        ["In one sentence, what does {x} mean?", "Briefly, what is {ax}?", "Give a short definition of {x}."],
+    ),
+    "detail": (
+        "dictionary",
+        [
+            "Tell me everything you know about the word {x}.",
+            "Explain the word {x} in detail.",
+            "Describe {ax} in detail.",
+        ],
+    ),
     "is_a": ("yes/no", ["Is {ax} {ay}?", "Is {ax} a kind of {y}?", "Would you say that {ax} is {ay}?"]),
     "should_call": ("yes/no", ["Should I call {ax} {ay}?", "Can {ax} be called {ay}?"]),
     "part_of": ("yes/no", ["Is {ax} part of {ay}?", "Is {ax} one of the parts of {ay}?"]),
-    "can_mean": ("yes/no", ["Can the word {x} mean \"{g}\"?", "Does {x} mean \"{g}\"?"]),
+    "can_mean": ("yes/no", ['Can the word {x} mean "{g}"?', 'Does {x} mean "{g}"?']),
     "why_not": ("why", ["Why is {ax} not {ay}?", "Explain why {ax} is not {ay}."]),
-    "compare": ("compare", ["Compare {ax} and {ay}.", "What is the difference between {ax} and {ay}?", "How is {ax} different from {ay}?"]),
-    "examples_of": ("example", ["Give an example of {ax}.", "Name some kinds of {x}.", "What are some examples of {x}?"]),
+    "compare": (
+        "compare",
+        ["Compare {ax} and {ay}.", "What is the difference between {ax} and {ay}?", "How is {ax} different from {ay}?"],
+    ),
+    "examples_of": (
+        "example",
+        ["Give an example of {ax}.", "Name some kinds of {x}.", "What are some examples of {x}?"],
+    ),
     "parts": ("relation", ["What are the parts of {ax}?", "What parts does {ax} have?"]),
-    "opposite": ("relation", ["What is the opposite of {x}?", "Give an antonym of {x}.", "What word means the opposite of {x}?"]),
-    "synonym": ("relation", ["What is another word for {x}?", "Give a synonym for {x}.", "Which words mean the same as {x}?"]),
+    "opposite": (
+        "relation",
+        ["What is the opposite of {x}?", "Give an antonym of {x}.", "What word means the opposite of {x}?"],
+    ),
+    "synonym": (
+        "relation",
+        ["What is another word for {x}?", "Give a synonym for {x}.", "Which words mean the same as {x}?"],
+    ),
     "kind_of": ("relation", ["What kind of thing is {ax}?", "What category does {ax} belong to?"]),
-    "sentence": ("sentence", ["Write a sentence using the word {x}.", "Use {x} in a sentence.", "Can you give an example sentence with {x}?"]),
+    "sentence": (
+        "sentence",
+        [
+            "Write a sentence using the word {x}.",
+            "Use {x} in a sentence.",
+            "Can you give an example sentence with {x}?",
+        ],
+    ),
     "used_for": ("how", ["What is {ax} used for?", "How is {ax} used?", "What do people use {ax} for?"]),
-    "spell": ("spelling", ["How do you spell {x}?", "Spell the word {x} for me.", "How many letters are in the word {x}?"]),
-    "is_real": ("yes/no", ["Is \"{x}\" a real word?", "Is {x} an English word?", "Does the word \"{x}\" exist?"]),
-    "jargon_meaning": ("dictionary", ["What does {x} mean in hacker slang?", "What is {x} in the Jargon File?", "In hacker jargon, what is {x}?"]),
-    "jargon_origin": ("explain", ["Where does the hacker term {x} come from?", "What is the origin of the jargon term {x}?"]),
+    "spell": (
+        "spelling",
+        ["How do you spell {x}?", "Spell the word {x} for me.", "How many letters are in the word {x}?"],
+    ),
+    "is_real": ("yes/no", ['Is "{x}" a real word?', "Is {x} an English word?", 'Does the word "{x}" exist?']),
+    "jargon_meaning": (
+        "dictionary",
+        ["What does {x} mean in hacker slang?", "What is {x} in the Jargon File?", "In hacker jargon, what is {x}?"],
+    ),
+    "jargon_origin": (
+        "explain",
+        ["Where does the hacker term {x} come from?", "What is the origin of the jargon term {x}?"],
+    ),
     "jargon_explain": ("explain", ["Explain the hacker term {x}.", "How do hackers use the word {x}?"]),
-    "devil_define": ("dictionary", ["How does The Devil's Dictionary define {x}?", "What did Ambrose Bierce say about {x}?", "Give a cynical definition of {x}."]),
+    "devil_define": (
+        "dictionary",
+        [
+            "How does The Devil's Dictionary define {x}?",
+            "What did Ambrose Bierce say about {x}?",
+            "Give a cynical definition of {x}.",
+        ],
+    ),
     "element_symbol": ("fact", ["What is the chemical symbol for {x}?", "Which symbol stands for {x}?"]),
     "element_number": ("fact", ["What is the atomic number of {x}?", "How many protons does an atom of {x} have?"]),
     "element_weight": ("fact", ["What is the atomic weight of {x}?", "How heavy is an atom of {x}?"]),
@@ -105,16 +185,36 @@ FORMS: dict[str, tuple[str, list[str]]] = {
     "element_heavier": ("yes/no", ["Is {x} heavier than {y}?", "Is an atom of {x} heavier than an atom of {y}?"]),
     "element_compare": ("compare", ["Compare {x} and {y}.", "What is the difference between {x} and {y}?"]),
     "faq": ("natural", ["{q}"]),
-    "invented_meaning": ("invented", ["What does \"{w}\" mean?", "What is the meaning of the word \"{w}\"?", "Define \"{w}\".", "What does {w} mean?"]),
-    "invented_tell": ("invented", ["Tell me about the word \"{w}\".", "Explain the word \"{w}\".", "What is a {w}?", "Can you explain what \"{w}\" means?"]),
-    "invented_sentence": ("invented", ["Use the word \"{w}\" in a sentence.", "Write a sentence with \"{w}\"."]),
-    "invented_spell": ("invented", ["How do you spell \"{w}\"?", "Spell \"{w}\" for me."]),
-    "invented_is_real": ("yes/no", ["Is \"{w}\" a real word?", "Is {w} an English word?", "Does the word \"{w}\" exist?"]),
+    "invented_meaning": (
+        "invented",
+        ['What does "{w}" mean?', 'What is the meaning of the word "{w}"?', 'Define "{w}".', "What does {w} mean?"],
+    ),
+    "invented_tell": (
+        "invented",
+        [
+            'Tell me about the word "{w}".',
+            'Explain the word "{w}".',
+            "What is a {w}?",
+            'Can you explain what "{w}" means?',
+        ],
+    ),
+    "invented_sentence": ("invented", ['Use the word "{w}" in a sentence.', 'Write a sentence with "{w}".']),
+    "invented_spell": ("invented", ['How do you spell "{w}"?', 'Spell "{w}" for me.']),
+    "invented_is_real": ("yes/no", ['Is "{w}" a real word?', "Is {w} an English word?", 'Does the word "{w}" exist?']),
 }
 
 _HEADWORD = re.compile(r"^[a-z]{3,14}$")
 #: Lexicographer files of concrete nouns, used for is-a and part-of questions (wndb(5WN)).
-CONCRETE_LEXFILES = {5: "animal", 6: "artifact", 8: "body", 13: "food", 17: "object", 18: "person", 20: "plant", 27: "substance"}
+CONCRETE_LEXFILES = {
+    5: "animal",
+    6: "artifact",
+    8: "body",
+    13: "food",
+    17: "object",
+    18: "person",
+    20: "plant",
+    27: "substance",
+}
 #: A false is-a category is drawn from concrete synsets with at least this many direct hyponyms.
 CATEGORY_MIN_HYPONYMS = 8
 #: Noun lexicographer files whose nouns are mostly uncountable (no article in questions).
@@ -132,7 +232,9 @@ def require(source: str, root_map: dict[str, Path] | None = None) -> list[Path]:
         files = [root_map[source] / f.name for f in files]
     missing = [str(f) for f in files if not f.exists()]
     if missing:
-        raise MissingSourceError(f"source {source!r} is missing {missing[0]}: install it with `apt-get install {package}`")
+        raise MissingSourceError(
+            f"source {source!r} is missing {missing[0]}: install it with `apt-get install {package}`"
+        )
     return files
 
 
@@ -185,8 +287,14 @@ class Pair:
     other: str | None = None  # a second subject the prompt names (dropped from train if held out)
 
     def row(self) -> dict:
-        return {"prompt": self.prompt, "response": _trim(self.response), "source": self.source,
-                "subject": self.subject, "form": self.form, "style": FORMS[self.form][0]}
+        return {
+            "prompt": self.prompt,
+            "response": _trim(self.response),
+            "source": self.source,
+            "subject": self.subject,
+            "form": self.form,
+            "style": FORMS[self.form][0],
+        }
 
 
 def _prompt(form: str, key: str, **values) -> str:
@@ -211,7 +319,9 @@ class Synset:
     hyponyms: list[str] = field(default_factory=list)
     part_holonyms: list[str] = field(default_factory=list)
     part_meronyms: list[str] = field(default_factory=list)
-    antonyms: list[tuple[int, str, int]] = field(default_factory=list)  # (source word no, target offset, target word no)
+    antonyms: list[tuple[int, str, int]] = field(
+        default_factory=list
+    )  # (source word no, target offset, target word no)
 
 
 def _clean_word(word: str) -> str:
@@ -337,7 +447,7 @@ def _an(wn: WordNet, word: str, offset: str) -> str:
 
 
 def _gloss_sentence(wn: WordNet, word: str, offset: str) -> str:
-    """"A whale is any of the larger cetacean mammals ..." (noun), "To run is to ..." (verb), ... """
+    """ "A whale is any of the larger cetacean mammals ..." (noun), "To run is to ..." (verb), ..."""
     s = wn.synsets[offset]
     gloss = s.gloss.rstrip(".; ")
     if s.pos == "n":
@@ -364,10 +474,14 @@ def _extras(wn: WordNet, word: str, senses: list[str], rng: random.Random, n: in
         out.append(f"It {verb} {', which is a kind of '.join(chain) if first.pos == 'n' else chain[0]}.")
     example = next((e for o in senses for e in wn.synsets[o].examples if word in e.lower().split()), None)
     if example:
-        out.append(f"For example: \"{_sentence(example)}\"")
+        out.append(f'For example: "{_sentence(example)}"')
     synonyms = [w for w in first.words if w.lower() != word][:3]
     if synonyms:
-        out.append(f"Other words for it are {_join(synonyms)}." if len(synonyms) > 1 else f"Another word for it is {synonyms[0]}.")
+        out.append(
+            f"Other words for it are {_join(synonyms)}."
+            if len(synonyms) > 1
+            else f"Another word for it is {synonyms[0]}."
+        )
     for o in senses[1:3]:
         out.append(f"{_cap(word)} can also mean {_lower_first(wn.synsets[o].gloss.rstrip('.; '))}.")
     rng.shuffle(out)
@@ -380,10 +494,16 @@ def wordnet_pairs(wn: WordNet) -> list[Pair]:
     lemmas = sorted({lemma for lemma, _ in wn.senses if _HEADWORD.match(lemma)})
     # plausible false categories: concrete noun synsets with many hyponyms, named by a single word
     category_pool = sorted(
-        o for o, s in wn.synsets.items()
-        if s.pos == "n" and s.lexfile in CONCRETE_LEXFILES and len(s.hyponyms) >= CATEGORY_MIN_HYPONYMS and _HEADWORD.match(s.words[0])
+        o
+        for o, s in wn.synsets.items()
+        if s.pos == "n"
+        and s.lexfile in CONCRETE_LEXFILES
+        and len(s.hyponyms) >= CATEGORY_MIN_HYPONYMS
+        and _HEADWORD.match(s.words[0])
     )
-    holonym_pool = sorted({h for s in wn.synsets.values() if s.pos == "n" for h in s.part_holonyms if _HEADWORD.match(wn.name(h))})
+    holonym_pool = sorted(
+        {h for s in wn.synsets.values() if s.pos == "n" for h in s.part_holonyms if _HEADWORD.match(wn.name(h))}
+    )
     gloss_pool = sorted(o for o, s in wn.synsets.items() if s.pos == "n" and 3 <= len(s.gloss.split()) <= 14)
     for lemma in lemmas:
         rng = _seed("wordnet", lemma)
@@ -411,7 +531,11 @@ def wordnet_pairs(wn: WordNet) -> list[Pair]:
 def _wordnet_candidates(wn, lemma, rng, category_pool, holonym_pool, gloss_pool, common) -> list[Pair]:
     out: list[Pair] = []
 
-    nouns, verbs, adjs = wn.senses.get((lemma, "n"), []), wn.senses.get((lemma, "v"), []), wn.senses.get((lemma, "a"), [])
+    nouns, verbs, adjs = (
+        wn.senses.get((lemma, "n"), []),
+        wn.senses.get((lemma, "v"), []),
+        wn.senses.get((lemma, "a"), []),
+    )
     main = nouns or verbs or adjs or wn.senses.get((lemma, "r"), [])
     if not main:
         return out
@@ -421,16 +545,26 @@ def _wordnet_candidates(wn, lemma, rng, category_pool, holonym_pool, gloss_pool,
     def add(form, response, other=None, **values):
         values.setdefault("ax", ax)
         out.append(Pair(_prompt(form, lemma, x=lemma, **values), response, "wordnet", lemma, form, other))
+
     lead = _gloss_sentence(wn, lemma, first)
     if nouns:
         add("what_is", " ".join([lead] + _extras(wn, lemma, nouns, rng, rng.randint(1, 3))), ax=ax)
     if verbs:
-        add("verb_meaning", " ".join([_gloss_sentence(wn, lemma, verbs[0])] + _extras(wn, lemma, verbs, rng, rng.randint(1, 2))))
+        add(
+            "verb_meaning",
+            " ".join([_gloss_sentence(wn, lemma, verbs[0])] + _extras(wn, lemma, verbs, rng, rng.randint(1, 2))),
+        )
     if adjs:
-        add("adj_meaning", " ".join([_gloss_sentence(wn, lemma, adjs[0])] + _extras(wn, lemma, adjs, rng, rng.randint(1, 2))))
+        add(
+            "adj_meaning",
+            " ".join([_gloss_sentence(wn, lemma, adjs[0])] + _extras(wn, lemma, adjs, rng, rng.randint(1, 2))),
+        )
     pos_name = {"n": "noun", "v": "verb", "a": "adjective", "r": "adverb"}[wn.synsets[first].pos]
-    add("define", f"The word {lemma} is {article(pos_name)}. It means {_lower_first(wn.synsets[first].gloss.rstrip('.; '))}. "
-        + " ".join(_extras(wn, lemma, main, rng, rng.randint(0, 2))))
+    add(
+        "define",
+        f"The word {lemma} is {article(pos_name)}. It means {_lower_first(wn.synsets[first].gloss.rstrip('.; '))}. "
+        + " ".join(_extras(wn, lemma, main, rng, rng.randint(0, 2))),
+    )
     add("brief", _cap(f"{lemma} means {_lower_first(wn.synsets[first].gloss.rstrip('.; '))}."), ax=ax)
     detail = [lead] + _extras(wn, lemma, main, rng, 5)
     if nouns:
@@ -449,7 +583,10 @@ def _wordnet_candidates(wn, lemma, rng, category_pool, holonym_pool, gloss_pool,
     if rng.random() < 0.4:
         add("spell", f"The word {lemma} is spelled {letters}. It has {len(lemma)} letters. {lead}")
     if not common:
-        add("is_real", f"Yes, \"{lemma}\" is a real word, though not a common one. It is {article(pos_name)}: {_lower_first(lead)}")
+        add(
+            "is_real",
+            f'Yes, "{lemma}" is a real word, though not a common one. It is {article(pos_name)}: {_lower_first(lead)}',
+        )
     if nouns and wn.synsets[nouns[0]].lexfile in CONCRETE_LEXFILES:
         _noun_relations(wn, lemma, nouns, rng, category_pool, holonym_pool, add)
     if nouns:
@@ -461,19 +598,31 @@ def _wordnet_candidates(wn, lemma, rng, category_pool, holonym_pool, gloss_pool,
         if rng.random() < 0.5 or len(nouns) < 2:
             g = nouns[min(len(nouns) - 1, rng.randrange(2))]
             if 3 <= len(wn.synsets[g].gloss.split()) <= 14:
-                add("can_mean", f"Yes, the word {lemma} can mean \"{wn.synsets[g].gloss}\". {_gloss_sentence(wn, lemma, g)}", g=wn.synsets[g].gloss)
+                add(
+                    "can_mean",
+                    f'Yes, the word {lemma} can mean "{wn.synsets[g].gloss}". {_gloss_sentence(wn, lemma, g)}',
+                    g=wn.synsets[g].gloss,
+                )
         else:
             lexfiles = {wn.synsets[o].lexfile for o in nouns}
             for _ in range(20):
                 o = gloss_pool[rng.randrange(len(gloss_pool))]
                 if wn.synsets[o].lexfile not in lexfiles and lemma not in " ".join(wn.synsets[o].words).lower():
-                    add("can_mean", f"No, the word {lemma} does not mean \"{wn.synsets[o].gloss}\"; that describes {article(wn.name(o))}. "
-                        f"{_gloss_sentence(wn, lemma, nouns[0])}", other=wn.name(o), g=wn.synsets[o].gloss)
+                    add(
+                        "can_mean",
+                        f'No, the word {lemma} does not mean "{wn.synsets[o].gloss}"; that describes {article(wn.name(o))}. '
+                        f"{_gloss_sentence(wn, lemma, nouns[0])}",
+                        other=wn.name(o),
+                        g=wn.synsets[o].gloss,
+                    )
                     break
     sense = wn.synsets[first]
     example = next((e for o in main for e in wn.synsets[o].examples if lemma in e.lower().split()), None)
     if example:
-        add("sentence", f"Here is a sentence with the word {lemma}: \"{_sentence(example)}\" In it, {lemma} means {_lower_first(sense.gloss.rstrip('.; '))}.")
+        add(
+            "sentence",
+            f'Here is a sentence with the word {lemma}: "{_sentence(example)}" In it, {lemma} means {_lower_first(sense.gloss.rstrip(".; "))}.',
+        )
     synonyms = [w for w in sense.words if w.lower() != lemma][:4]
     if synonyms:
         more = _join(synonyms[1:]) if len(synonyms) > 1 else None
@@ -482,8 +631,12 @@ def _wordnet_candidates(wn, lemma, rng, category_pool, holonym_pool, gloss_pool,
     for src_word, target, _tgt_word in sense.antonyms:
         if target in wn.synsets:
             ant = wn.synsets[target].words[max(0, _tgt_word - 1)] if _tgt_word else wn.name(target)
-            add("opposite", f"The opposite of {lemma} is {ant}. {_cap(lemma)} means {_lower_first(sense.gloss.rstrip('.; '))}, "
-                f"while {ant} means {_lower_first(wn.synsets[target].gloss.rstrip('.; '))}.", other=ant)
+            add(
+                "opposite",
+                f"The opposite of {lemma} is {ant}. {_cap(lemma)} means {_lower_first(sense.gloss.rstrip('.; '))}, "
+                f"while {ant} means {_lower_first(wn.synsets[target].gloss.rstrip('.; '))}.",
+                other=ant,
+            )
             break
     return out
 
@@ -509,7 +662,13 @@ def _noun_relations(wn, lemma, nouns, rng, category_pool, holonym_pool, add) -> 
         ay = _an(wn, y, o)
         path = ", which is a kind of ".join(wn.name(c) for c in chain[: chain.index(o) + 1])
         if rng.random() < 0.7:
-            add("is_a", f"Yes, {ax} is {ay}. {_cap(ax)} is a kind of {path}. {_gloss_sentence(wn, lemma, first)}", other=y, ay=ay, y=y)
+            add(
+                "is_a",
+                f"Yes, {ax} is {ay}. {_cap(ax)} is a kind of {path}. {_gloss_sentence(wn, lemma, first)}",
+                other=y,
+                ay=ay,
+                y=y,
+            )
         else:
             add("should_call", f"Yes, you can call {ax} {ay}, because {ax} is a kind of {path}.", other=y, ay=ay)
         add("kind_of", f"{_cap(ax)} is a kind of {path}. {_gloss_sentence(wn, lemma, first)}", ax=ax)
@@ -522,42 +681,69 @@ def _noun_relations(wn, lemma, nouns, rng, category_pool, holonym_pool, add) -> 
         if form == "is_a":
             add("is_a", f"No, {ax} is not {ay}.{reason} {_gloss_sentence(wn, lemma, first)}", other=y, ay=ay, y=y)
         else:
-            add("should_call", f"No, you should not call {ax} {ay}.{reason} {_gloss_sentence(wn, lemma, first)}", other=y, ay=ay)
+            add(
+                "should_call",
+                f"No, you should not call {ax} {ay}.{reason} {_gloss_sentence(wn, lemma, first)}",
+                other=y,
+                ay=ay,
+            )
         # why-not: the lowest common ancestor says what each one is instead
         ychain = wn.chain(false_cat, 12)
         xchain = wn.chain(first, 12)
         common = next((o for o in xchain if o in set(ychain) | {false_cat}), None)
         if common and common != false_cat and xchain.index(common) >= 1:
             x_kind = wn.name(xchain[xchain.index(common) - 1])
-            y_kind = wn.name(ychain[ychain.index(common) - 1]) if common in ychain and ychain.index(common) >= 1 else None
+            y_kind = (
+                wn.name(ychain[ychain.index(common) - 1]) if common in ychain and ychain.index(common) >= 1 else None
+            )
             text = f"{_cap(ax)} is not {ay} because {ax} is {article(x_kind)}"
             text += f", while {ay} is {article(y_kind)}" if y_kind and y_kind != y else ""
             text += f". Both are kinds of {wn.name(common)}. {_gloss_sentence(wn, lemma, first)} {_gloss_sentence(wn, y, false_cat)}"
             add("why_not", text, other=y, ay=ay)
     # compare with a sibling (another hyponym of the first hypernym)
     if chain:
-        siblings = [h for h in wn.synsets[chain[0]].hyponyms if h != first and _HEADWORD.match(wn.name(h)) and wn.name(h) != lemma]
+        siblings = [
+            h
+            for h in wn.synsets[chain[0]].hyponyms
+            if h != first and _HEADWORD.match(wn.name(h)) and wn.name(h) != lemma
+        ]
         if siblings:
             o = siblings[rng.randrange(len(siblings))]
             y = wn.name(o)
             ay = _an(wn, y, o)
-            add("compare", f"{_cap(ax)} and {ay} are both kinds of {wn.name(chain[0])}. {_gloss_sentence(wn, lemma, first)} "
-                f"By contrast, {_lower_first(_gloss_sentence(wn, y, o))}", other=y, ay=ay)
+            add(
+                "compare",
+                f"{_cap(ax)} and {ay} are both kinds of {wn.name(chain[0])}. {_gloss_sentence(wn, lemma, first)} "
+                f"By contrast, {_lower_first(_gloss_sentence(wn, y, o))}",
+                other=y,
+                ay=ay,
+            )
     kinds = [wn.name(h) for h in wn.synsets[first].hyponyms]
     if len(kinds) >= 2:
         picked = sorted(rng.sample(kinds, min(len(kinds), rng.randint(2, 5))))
-        detail = " ".join(_gloss_sentence(wn, wn.name(h), h) for h in wn.synsets[first].hyponyms if wn.name(h) in picked[:2])
+        detail = " ".join(
+            _gloss_sentence(wn, wn.name(h), h) for h in wn.synsets[first].hyponyms if wn.name(h) in picked[:2]
+        )
         add("examples_of", f"Examples of {lemma} include {_join(picked)}. {detail}", ax=ax)
     parts = [wn.name(m) for m in wn.synsets[first].part_meronyms]
     if parts:
-        add("parts", f"The parts of {ax} include {_join([article(p) for p in parts[:6]])}. {_gloss_sentence(wn, lemma, first)}", ax=ax)
+        add(
+            "parts",
+            f"The parts of {ax} include {_join([article(p) for p in parts[:6]])}. {_gloss_sentence(wn, lemma, first)}",
+            ax=ax,
+        )
     # part-of, true and false
     holonyms = [h for o in nouns for h in wn.synsets[o].part_holonyms if _HEADWORD.match(wn.name(h))]
     if holonyms:
         h = holonyms[rng.randrange(len(holonyms))]
         y = wn.name(h)
         ay = _an(wn, y, h)
-        add("part_of", f"Yes, {ax} is part of {ay}. {_gloss_sentence(wn, lemma, first)} {_gloss_sentence(wn, y, h)}", other=y, ay=ay)
+        add(
+            "part_of",
+            f"Yes, {ax} is part of {ay}. {_gloss_sentence(wn, lemma, first)} {_gloss_sentence(wn, y, h)}",
+            other=y,
+            ay=ay,
+        )
     lexfiles = {wn.synsets[o].lexfile for o in nouns}
     for _ in range(20):
         if not holonym_pool:
@@ -608,7 +794,9 @@ def jargon_pairs(files: list[Path]) -> list[Pair]:
         term = lines[0].strip()
         body = "\n".join(lines[1:])
         paras = [_unbrace(p) for p in re.split(r"\n\s*\n", body) if p.strip() and not re.search(r"[\u2500-\u257f]", p)]
-        paras = [p for p in paras if not re.fullmatch(r"(/[^/]*/)?\s*[a-z.,\s]*", p)]  # pronunciation / part-of-speech lines
+        paras = [
+            p for p in paras if not re.fullmatch(r"(/[^/]*/)?\s*[a-z.,\s]*", p)
+        ]  # pronunciation / part-of-speech lines
         if not paras or len(term) > 30 or not re.match(r"^[A-Za-z]", term):
             continue
         text = re.sub(r"^\d+\.\s*", "", paras[0])
@@ -622,13 +810,31 @@ def jargon_pairs(files: list[Path]) -> list[Pair]:
             continue
         rng = _seed("jargon", term)
         key = term.lower()
-        lead = f"In hacker jargon, {term} means: {text}" if rng.random() < 0.5 else f"The hacker term {term} means: {text}"
+        lead = (
+            f"In hacker jargon, {term} means: {text}" if rng.random() < 0.5 else f"The hacker term {term} means: {text}"
+        )
         pairs.append(Pair(_prompt("jargon_meaning", key, x=term), _trim(lead, 90), "jargon", key, "jargon_meaning"))
         if origin:
-            pairs.append(Pair(_prompt("jargon_origin", key, x=term), f"The hacker term {term} comes from this: {_sentence(origin)} It means: {text}", "jargon", key, "jargon_origin"))
+            pairs.append(
+                Pair(
+                    _prompt("jargon_origin", key, x=term),
+                    f"The hacker term {term} comes from this: {_sentence(origin)} It means: {text}",
+                    "jargon",
+                    key,
+                    "jargon_origin",
+                )
+            )
         elif len(paras) > 1:
             rest = " ".join(re.sub(r"^\d+\.\s*", "", p) for p in paras[1:3])
-            pairs.append(Pair(_prompt("jargon_explain", key, x=term), f"The hacker term {term} means: {text} {rest}", "jargon", key, "jargon_explain"))
+            pairs.append(
+                Pair(
+                    _prompt("jargon_explain", key, x=term),
+                    f"The hacker term {term} means: {text} {rest}",
+                    "jargon",
+                    key,
+                    "jargon_explain",
+                )
+            )
     return pairs
 
 
@@ -645,11 +851,22 @@ def devil_pairs(files: list[Path]) -> list[Pair]:
         if len(prose.split()) < 4 or not _HEADWORD.match(term.replace(" ", "")):
             continue
         rng = _seed("devil", term)
-        opener = rng.choice([f"The Devil's Dictionary defines {term} as",
-                             f"Ambrose Bierce's Devil's Dictionary says that {term} is",
-                             f"A cynical definition of {term}, from The Devil's Dictionary:"])
-        pairs.append(Pair(_prompt("devil_define", term, x=term), f"{opener} \"{prose}\" Bierce wrote it as satire, not as a real definition.",
-                          "devil", term, "devil_define"))
+        opener = rng.choice(
+            [
+                f"The Devil's Dictionary defines {term} as",
+                f"Ambrose Bierce's Devil's Dictionary says that {term} is",
+                f"A cynical definition of {term}, from The Devil's Dictionary:",
+            ]
+        )
+        pairs.append(
+            Pair(
+                _prompt("devil_define", term, x=term),
+                f'{opener} "{prose}" Bierce wrote it as satire, not as a real definition.',
+                "devil",
+                term,
+                "devil_define",
+            )
+        )
     return pairs
 
 
@@ -671,8 +888,10 @@ def parse_elements(files: list[Path]) -> list[Element]:
         wt = re.search(r"^Atomic weight:\s*\(?([\d.]+)\)?", entry, re.M)
         if not (sym and num and wt) or int(num.group(1)) > 100:
             continue
-        text = re.sub(r"\s+", " ", entry[wt.end():]).strip()
-        out.append(Element(entry.splitlines()[0].strip().lower(), sym.group(1), int(num.group(1)), float(wt.group(1)), text))
+        text = re.sub(r"\s+", " ", entry[wt.end() :]).strip()
+        out.append(
+            Element(entry.splitlines()[0].strip().lower(), sym.group(1), int(num.group(1)), float(wt.group(1)), text)
+        )
     by_number = {}
     for e in sorted(out, key=lambda e: (e.number, e.name)):
         by_number.setdefault(e.number, e)
@@ -685,30 +904,56 @@ def element_pairs(files: list[Path]) -> list[Pair]:
     for e in elements:
         x = e.name
         facts = f"{_cap(x)} has the symbol {e.symbol} and atomic number {e.number}; its atomic weight is {e.weight:g}."
-        add = lambda form, resp, other=None, **v: pairs.append(Pair(_prompt(form, x, x=x, **v), resp, "elements", x, form, other))
+
+        def add(form, resp, other=None, **v):
+            return pairs.append(Pair(_prompt(form, x, x=x, **v), resp, "elements", x, form, other))
+
         add("element_symbol", f"The chemical symbol for {x} is {e.symbol}. {facts}")
-        add("element_number", f"The atomic number of {x} is {e.number}, so an atom of {x} has {e.number} protons. {facts}")
+        add(
+            "element_number",
+            f"The atomic number of {x} is {e.number}, so an atom of {x} has {e.number} protons. {facts}",
+        )
         add("element_weight", f"The atomic weight of {x} is {e.weight:g}. {facts}")
-        add("element_by_number", f"The element with atomic number {e.number} is {x}, symbol {e.symbol}. {e.text}", n=e.number)
-        add("element_by_symbol", f"The symbol {e.symbol} stands for {x}, the element with atomic number {e.number}. {e.text}", s=e.symbol)
+        add(
+            "element_by_number",
+            f"The element with atomic number {e.number} is {x}, symbol {e.symbol}. {e.text}",
+            n=e.number,
+        )
+        add(
+            "element_by_symbol",
+            f"The symbol {e.symbol} stands for {x}, the element with atomic number {e.number}. {e.text}",
+            s=e.symbol,
+        )
         add("element_about", f"{facts} {e.text}")
         rng = _seed("elements", x)
         for other in rng.sample([o for o in elements if o.number != e.number], min(6, len(elements) - 1)):
             heavier = e.weight > other.weight
             yn = "Yes" if heavier else "No"
             rel = "heavier" if heavier else "lighter"
-            add("element_heavier", f"{yn}, {x} is {rel} than {other.name}: an atom of {x} weighs about {e.weight:g} atomic mass units, "
-                f"an atom of {other.name} about {other.weight:g}.", other=other.name, y=other.name)
+            add(
+                "element_heavier",
+                f"{yn}, {x} is {rel} than {other.name}: an atom of {x} weighs about {e.weight:g} atomic mass units, "
+                f"an atom of {other.name} about {other.weight:g}.",
+                other=other.name,
+                y=other.name,
+            )
         other = rng.choice([o for o in elements if o.number != e.number])
-        add("element_compare", f"{_cap(x)} ({e.symbol}, atomic number {e.number}) and {other.name} ({other.symbol}, atomic number {other.number}) are both "
-            f"chemical elements. {e.text} {_cap(other.name)}, by contrast: {other.text}", other=other.name, y=other.name)
+        add(
+            "element_compare",
+            f"{_cap(x)} ({e.symbol}, atomic number {e.number}) and {other.name} ({other.symbol}, atomic number {other.number}) are both "
+            f"chemical elements. {e.text} {_cap(other.name)}, by contrast: {other.text}",
+            other=other.name,
+            y=other.name,
+        )
     return pairs
 
 
 # ----------------------------------------------------------------------------- Python FAQ
 
-_STOP = set("a an the is are was were be been do does did i you we it its of in on to for with and or not can how what why when "
-            "where which who whose there this that my your our as by at from into if so any some".split())
+_STOP = set(
+    "a an the is are was were be been do does did i you we it its of in on to for with and or not can how what why when "
+    "where which who whose there this that my your our as by at from into if so any some".split()
+)
 
 
 def _rst_text(text: str) -> str:
@@ -729,11 +974,18 @@ def faq_pairs(files: list[Path]) -> list[Pair]:
             if not title.endswith("?") or not rule or set(rule) != {"-"} or len(rule) < len(title) - 2:
                 continue
             body, j = [], i + 2
-            while j < len(lines) and not (j + 1 < len(lines) and lines[j + 1].strip() and set(lines[j + 1].strip()) <= set("-=") and lines[j].strip()):
+            while j < len(lines) and not (
+                j + 1 < len(lines)
+                and lines[j + 1].strip()
+                and set(lines[j + 1].strip()) <= set("-=")
+                and lines[j].strip()
+            ):
                 body.append(lines[j])
                 j += 1
             paras = [p for p in re.split(r"\n\s*\n", "\n".join(body)) if p.strip()]
-            prose = [_rst_text(p) for p in paras if not p.startswith((" ", "..", "\t")) and not p.rstrip().endswith("::")]
+            prose = [
+                _rst_text(p) for p in paras if not p.startswith((" ", "..", "\t")) and not p.rstrip().endswith("::")
+            ]
             if not prose:
                 continue
             answer = " ".join(prose[:3])
@@ -749,17 +1001,79 @@ def faq_pairs(files: list[Path]) -> list[Pair]:
 
 # ----------------------------------------------------------------------------- invented words
 
-_ONSETS = ["b", "bl", "br", "d", "dr", "f", "fl", "fr", "g", "gl", "gr", "k", "kr", "l", "m", "n", "p", "pl", "pr", "qu", "s", "sk",
-           "sl", "sn", "sp", "st", "str", "t", "tr", "v", "w", "y", "z", "ch", "sh", "th"]
+_ONSETS = [
+    "b",
+    "bl",
+    "br",
+    "d",
+    "dr",
+    "f",
+    "fl",
+    "fr",
+    "g",
+    "gl",
+    "gr",
+    "k",
+    "kr",
+    "l",
+    "m",
+    "n",
+    "p",
+    "pl",
+    "pr",
+    "qu",
+    "s",
+    "sk",
+    "sl",
+    "sn",
+    "sp",
+    "st",
+    "str",
+    "t",
+    "tr",
+    "v",
+    "w",
+    "y",
+    "z",
+    "ch",
+    "sh",
+    "th",
+]
 _VOWELS = ["a", "e", "i", "o", "u", "oo", "ai", "ea", "ou", "y"]
-_CODAS = ["", "", "", "b", "d", "g", "k", "l", "m", "n", "p", "r", "s", "t", "x", "sh", "nk", "rt", "st", "nd", "mp", "sk", "v"]
+_CODAS = [
+    "",
+    "",
+    "",
+    "b",
+    "d",
+    "g",
+    "k",
+    "l",
+    "m",
+    "n",
+    "p",
+    "r",
+    "s",
+    "t",
+    "x",
+    "sh",
+    "nk",
+    "rt",
+    "st",
+    "nd",
+    "mp",
+    "sk",
+    "v",
+]
 _SUFFIXES = ["", "", "", "ish", "el", "ent", "ous", "ify", "ine", "et", "ax", "ory", "al", "ic", "ate", "um"]
 
 
 def invented_word(index: int) -> str:
     rng = _seed("invented", index)
     syllables = rng.choice([2, 2, 3])
-    word = "".join(rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS) for _ in range(syllables)) + rng.choice(_SUFFIXES)
+    word = "".join(
+        rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS) for _ in range(syllables)
+    ) + rng.choice(_SUFFIXES)
     return word
 
 
@@ -776,23 +1090,34 @@ def invented_pairs(n: int, known: set[str]) -> list[Pair]:
         rng = _seed("invented-pair", w)
         spelled = "-".join(w)
         for form in rng.sample(forms, rng.choice([1, 1, 2])):
-            q = f"\"{w}\""
-            tail = rng.sample([
-                f"It is spelled {spelled}.",
-                "It may be a made-up word, a name, or a misspelling of another word.",
-                f"If you tell me where you saw {q}, I can try to work out what it was meant to say.",
-                "It does not appear in WordNet or in the other dictionaries I learnt from.",
-                f"Made-up words like {q} are sometimes used in tests, in games or in fiction.",
-            ], rng.randint(1, 4))
+            q = f'"{w}"'
+            tail = rng.sample(
+                [
+                    f"It is spelled {spelled}.",
+                    "It may be a made-up word, a name, or a misspelling of another word.",
+                    f"If you tell me where you saw {q}, I can try to work out what it was meant to say.",
+                    "It does not appear in WordNet or in the other dictionaries I learnt from.",
+                    f"Made-up words like {q} are sometimes used in tests, in games or in fiction.",
+                ],
+                rng.randint(1, 4),
+            )
             if form == "invented_meaning":
-                lead = rng.choice([f"The word {q} is not in my dictionary, so I do not know what it means.",
-                                   f"{_cap(q)} is not a word I know; I cannot find a meaning for it.",
-                                   f"The word {q} does not seem to be an English word."])
+                lead = rng.choice(
+                    [
+                        f"The word {q} is not in my dictionary, so I do not know what it means.",
+                        f"{_cap(q)} is not a word I know; I cannot find a meaning for it.",
+                        f"The word {q} does not seem to be an English word.",
+                    ]
+                )
             elif form == "invented_tell":
-                lead = rng.choice([f"The word {q} is not one I know, so I cannot tell you much about it.",
-                                   f"{_cap(q)} does not appear to be a real English word."])
+                lead = rng.choice(
+                    [
+                        f"The word {q} is not one I know, so I cannot tell you much about it.",
+                        f"{_cap(q)} does not appear to be a real English word.",
+                    ]
+                )
             elif form == "invented_sentence":
-                lead = f"The word {q} is not a word I know, so I can only use it as a made-up word: \"The {w} was on the table.\""
+                lead = f'The word {q} is not a word I know, so I can only use it as a made-up word: "The {w} was on the table."'
             elif form == "invented_spell":
                 lead = f"The word {q} is spelled {spelled}. It has {len(w)} letters. It is not a word I know."
                 tail = [t for t in tail if "spelled" not in t][:1]
@@ -805,7 +1130,9 @@ def invented_pairs(n: int, known: set[str]) -> list[Pair]:
 # ----------------------------------------------------------------------------- build
 
 
-def build(root_map: dict[str, Path] | None = None, sources: tuple[str, ...] = tuple(SOURCES), n_invented: int = 6000) -> tuple[list[dict], list[dict]]:
+def build(
+    root_map: dict[str, Path] | None = None, sources: tuple[str, ...] = tuple(SOURCES), n_invented: int = 6000
+) -> tuple[list[dict], list[dict]]:
     """Build ``(train, heldout)`` rows from the installed sources (``root_map`` relocates a source's
     files, for tests). Missing files raise :class:`MissingSourceError` naming the Debian package."""
     files = {s: require(s, root_map) for s in sources}  # fail before any work
@@ -829,7 +1156,10 @@ def build(root_map: dict[str, Path] | None = None, sources: tuple[str, ...] = tu
             heldout.append(p.row())
         elif p.other is None or p.other.lower() not in heldout_subjects:
             train.append(p.row())
-    order = lambda r: hashlib.sha256(f"{r['source']}\x1f{r['subject']}\x1f{r['form']}\x1f{r['prompt']}".encode()).hexdigest()
+
+    def order(r):
+        return hashlib.sha256(f"{r['source']}\x1f{r['subject']}\x1f{r['form']}\x1f{r['prompt']}".encode()).hexdigest()
+
     return sorted(train, key=order), sorted(heldout, key=order)
 
 
@@ -839,18 +1169,34 @@ def token_lengths(rows: list[dict], tokenizer) -> list[int]:
 
 def describe(train: list[dict], heldout: list[dict], tokenizer=None) -> dict:
     """Counts for the README: pairs per source and form, dictionary share, answer length in tokens."""
-    stats = {"train_pairs": len(train), "heldout_pairs": len(heldout),
-             "train_subjects": len({r["subject"] for r in train}), "heldout_subjects": len({r["subject"] for r in heldout}),
-             "by_source": {}, "by_form": {}, "by_style": {}}
+    stats = {
+        "train_pairs": len(train),
+        "heldout_pairs": len(heldout),
+        "train_subjects": len({r["subject"] for r in train}),
+        "heldout_subjects": len({r["subject"] for r in heldout}),
+        "by_source": {},
+        "by_form": {},
+        "by_style": {},
+    }
     for key, field_ in (("by_source", "source"), ("by_form", "form"), ("by_style", "style")):
         tr, he = Counter(r[field_] for r in train), Counter(r[field_] for r in heldout)
         stats[key] = {k: [tr[k], he[k]] for k in sorted(set(tr) | set(he))}
     stats["dictionary_share"] = sum(r["style"] == "dictionary" for r in train) / max(len(train), 1)
     if tokenizer is not None:
         lengths = sorted(token_lengths(train, tokenizer))
-        q = lambda f: lengths[min(len(lengths) - 1, int(f * len(lengths)))]
-        stats["tokens"] = {"min": lengths[0], "p10": q(0.1), "median": statistics.median(lengths), "p90": q(0.9), "p99": q(0.99),
-                           "max": lengths[-1], "share_over_128": sum(x > 128 for x in lengths) / len(lengths)}
+
+        def q(f):
+            return lengths[min(len(lengths) - 1, int(f * len(lengths)))]
+
+        stats["tokens"] = {
+            "min": lengths[0],
+            "p10": q(0.1),
+            "median": statistics.median(lengths),
+            "p90": q(0.9),
+            "p99": q(0.99),
+            "max": lengths[-1],
+            "share_over_128": sum(x > 128 for x in lengths) / len(lengths),
+        }
     return stats
 
 
@@ -866,7 +1212,10 @@ LICENSE_FILES = {
 def write(out: Path, train: list[dict], heldout: list[dict], copy_licenses: bool = True) -> dict[str, str]:
     """Write the two gzipped splits, the per-source license texts and SHA256SUMS; return the checksums."""
     out.mkdir(parents=True, exist_ok=True)
-    sums = {name: write_jsonl_gz(rows, out / name) for name, rows in (("train.jsonl.gz", train), ("heldout.jsonl.gz", heldout))}
+    sums = {
+        name: write_jsonl_gz(rows, out / name)
+        for name, rows in (("train.jsonl.gz", train), ("heldout.jsonl.gz", heldout))
+    }
     if copy_licenses:
         (out / "LICENSES").mkdir(exist_ok=True)
         for source, src in LICENSE_FILES.items():

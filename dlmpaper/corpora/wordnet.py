@@ -147,7 +147,9 @@ def compose_pairs(headword: str, pos: str, senses: list[Synset], synsets: dict[s
     if example:
         answers["example"] = f"The word {headword} can be used like this: {_sentence(example)}"
     if synonyms:
-        answers["synonyms"] = f"The word {headword} has the synonym{'s' if len(synonyms) > 1 else ''} {_join(synonyms)}."
+        answers["synonyms"] = (
+            f"The word {headword} has the synonym{'s' if len(synonyms) > 1 else ''} {_join(synonyms)}."
+        )
     if chain:
         kinds = ", which is a kind of ".join(chain)
         answers["hypernyms"] = f"The word {headword} names a kind of {kinds}."
@@ -169,8 +171,18 @@ def compose_pairs(headword: str, pos: str, senses: list[Synset], synsets: dict[s
     answers["tell"] = " ".join(kept)
     pairs = []
     for task, answer in answers.items():
-        template = PROMPTS[task][int(hashlib.sha256(f"{headword}{pos}{task}".encode()).digest()[0]) % len(PROMPTS[task])]
-        pairs.append({"headword": headword, "pos": pos_name, "task": task, "prompt": template.format(w=headword), "response": answer})
+        template = PROMPTS[task][
+            int(hashlib.sha256(f"{headword}{pos}{task}".encode()).digest()[0]) % len(PROMPTS[task])
+        ]
+        pairs.append(
+            {
+                "headword": headword,
+                "pos": pos_name,
+                "task": task,
+                "prompt": template.format(w=headword),
+                "response": answer,
+            }
+        )
     return pairs
 
 
@@ -239,9 +251,18 @@ def load_split(split: str, directory: Path | None = None) -> list[dict]:
 def embedded_prompt_set(heldout: list[dict], n: int = 200) -> list[dict]:
     """The ``embedded`` profile's prompts: ``n`` held-out "Tell me about the word X" pairs, in a
     stable pseudo-random order (sha256 of the headword), with their gold answers (notebooks 03, 04)."""
-    tell = sorted((r for r in heldout if r["task"] == "tell"), key=lambda r: hashlib.sha256(f"{r['headword']}/{r['pos']}".encode()).hexdigest())
+    tell = sorted(
+        (r for r in heldout if r["task"] == "tell"),
+        key=lambda r: hashlib.sha256(f"{r['headword']}/{r['pos']}".encode()).hexdigest(),
+    )
     return [
-        {"prompt_id": f"embedded-{i:04d}", "prompt": r["prompt"], "response": r["response"], "headword": r["headword"], "pos": r["pos"]}
+        {
+            "prompt_id": f"embedded-{i:04d}",
+            "prompt": r["prompt"],
+            "response": r["response"],
+            "headword": r["headword"],
+            "pos": r["pos"],
+        }
         for i, r in enumerate(tell[:n])
     ]
 
@@ -252,14 +273,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=paths.CORPUS_DIR)
     args = parser.parse_args(argv)
     train, heldout = build_corpus(args.wordnet_dir)
-    sums = {name: write_jsonl_gz(rows, args.out / name) for name, rows in (("train.jsonl.gz", train), ("heldout.jsonl.gz", heldout))}
+    sums = {
+        name: write_jsonl_gz(rows, args.out / name)
+        for name, rows in (("train.jsonl.gz", train), ("heldout.jsonl.gz", heldout))
+    }
     prompts = paths.PROMPTS_DIR / "embedded.jsonl"
     prompts.parent.mkdir(parents=True, exist_ok=True)
     prompts.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in embedded_prompt_set(heldout)))
     sums["../prompts/embedded.jsonl"] = hashlib.sha256(prompts.read_bytes()).hexdigest()
     (args.out / "SHA256SUMS").write_text("".join(f"{d}  {n}\n" for n, d in sorted(sums.items())))
     heads = {split: len({r["headword"] for r in rows}) for split, rows in (("train", train), ("heldout", heldout))}
-    print(f"train: {len(train)} pairs, {heads['train']} headwords; heldout: {len(heldout)} pairs, {heads['heldout']} headwords")
+    print(
+        f"train: {len(train)} pairs, {heads['train']} headwords; heldout: {len(heldout)} pairs, {heads['heldout']} headwords"
+    )
 
 
 if __name__ == "__main__":

@@ -22,8 +22,15 @@ import pandas as pd
 
 from dlmpaper.figures.style import token_label
 
-__all__ = ["SPECIAL_LABELS", "STAT_LABELS", "display_token", "plot_aggregate", "plot_baseline_measures",
-           "plot_frequency_drift", "plot_single_prompt"]
+__all__ = [
+    "SPECIAL_LABELS",
+    "STAT_LABELS",
+    "display_token",
+    "plot_aggregate",
+    "plot_baseline_measures",
+    "plot_frequency_drift",
+    "plot_single_prompt",
+]
 
 #: Panel titles / axis labels of the statistics of :func:`dlmpaper.core.probe.position_summary`.
 STAT_LABELS: dict[str, str] = {
@@ -100,7 +107,10 @@ def plot_single_prompt(
     n_rows = math.ceil(n / positions_per_row)
     norm = LogNorm(vmin=1e-3, vmax=1.0, clip=True)
     fig, axes = plt.subplots(
-        n_rows, 1, figsize=(0.72 * positions_per_row + 1.4, (0.23 * k + 0.42) * n_rows + 0.7), squeeze=False,
+        n_rows,
+        1,
+        figsize=(0.72 * positions_per_row + 1.4, (0.23 * k + 0.42) * n_rows + 0.7),
+        squeeze=False,
         layout="constrained",
     )
     colormap = plt.get_cmap(cmap)
@@ -110,14 +120,27 @@ def plot_single_prompt(
         p = probs.iloc[:, cols].to_numpy(dtype=np.float64)
         t = tokens.iloc[:, cols].to_numpy()
         width = p.shape[1]
-        image = ax.imshow(np.clip(p, 1e-3, 1.0), cmap=colormap, norm=norm, aspect="auto",
-                          extent=(-0.5, positions_per_row - 0.5, k - 0.5, -0.5))
+        image = ax.imshow(
+            np.clip(p, 1e-3, 1.0),
+            cmap=colormap,
+            norm=norm,
+            aspect="auto",
+            extent=(-0.5, positions_per_row - 0.5, k - 0.5, -0.5),
+        )
         for i in range(k):
             for j in range(width):
                 shade = colormap(norm(max(p[i, j], 1e-3)))
                 light = 0.299 * shade[0] + 0.587 * shade[1] + 0.114 * shade[2] > 0.55
-                label = ax.text(j, i, display_token(str(t[i, j]), max_chars), ha="center", va="center",
-                                fontsize=7, color="black" if light else "white", clip_on=True)
+                label = ax.text(
+                    j,
+                    i,
+                    display_token(str(t[i, j]), max_chars),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="black" if light else "white",
+                    clip_on=True,
+                )
                 label.set_in_layout(False)  # inside its cell: keeps layout and tight bbox cheap
         ax.set_xlim(-0.5, positions_per_row - 0.5)
         ax.set_xticks(range(width), [str(int(x)) for x in positions[cols]], fontsize=6.5)
@@ -189,13 +212,20 @@ def plot_aggregate(
             part = part.sort_values("position")
             color = palette[g % len(palette)]
             ax.fill_between(part["position"], part["ci_low"], part["ci_high"], color=color, alpha=0.25, linewidth=0)
-            ax.plot(part["position"], part["mean"], color=color, linewidth=1.3,
-                    label=None if group is None else str(group))
+            ax.plot(
+                part["position"], part["mean"], color=color, linewidth=1.3, label=None if group is None else str(group)
+            )
             if stat == "js_divergence":
                 upper = summary[summary["statistic"] == "js_divergence_upper"].sort_values("position")
                 if not upper.empty and not np.allclose(upper["mean"].to_numpy(), part["mean"].to_numpy()):
-                    ax.plot(upper["position"], upper["mean"], color=color, linestyle="--", linewidth=1.0,
-                            label="upper bound")
+                    ax.plot(
+                        upper["position"],
+                        upper["mean"],
+                        color=color,
+                        linestyle="--",
+                        linewidth=1.0,
+                        label="upper bound",
+                    )
         if log_position:
             _log2_position_axis(ax, n_masks)
         else:
@@ -206,7 +236,7 @@ def plot_aggregate(
         ax.set_xlabel("mask position")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(statistics):]:
+    for ax in list(axes.flat)[len(statistics) :]:
         ax.set_visible(False)
     if title:
         fig.suptitle(title, fontsize=10)
@@ -237,7 +267,9 @@ def plot_frequency_drift(
     if not freq_summaries:
         raise ValueError("freq_summaries is empty: pass {label: position_summary(result, reference_ranks=...)}")
     if "end_dominance_position" not in end_dominance.columns:
-        raise ValueError("end_dominance lacks 'end_dominance_position'; pass dlmpaper.core.probe.end_dominance_distance(result)")
+        raise ValueError(
+            "end_dominance lacks 'end_dominance_position'; pass dlmpaper.core.probe.end_dominance_distance(result)"
+        )
     fig, (left, right) = plt.subplots(1, 2, figsize=(9.0, 3.3), layout="constrained")
     palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for g, (label, frame) in enumerate(freq_summaries.items()):
@@ -297,16 +329,28 @@ def plot_baseline_measures(measures: Mapping[str, pd.DataFrame], *, title: str |
     for ax, (panel, frame) in zip(axes[0], measures.items()):
         missing = {"run", "window", "scored_against", "mean", "ci_low", "ci_high"} - set(frame.columns)
         if missing:
-            raise ValueError(f"table {panel!r} lacks {sorted(missing)}; pass copy_rate/gold_recall output with a 'run' column")
+            raise ValueError(
+                f"table {panel!r} lacks {sorted(missing)}; pass copy_rate/gold_recall output with a 'run' column"
+            )
         labels = list(dict.fromkeys(frame["window"]))
         x = np.arange(len(labels))
         for g, run in enumerate(dict.fromkeys(frame["run"])):
             color = palette[g % len(palette)]
             for against, style in (("own", "-"), ("mismatched", "--")):
-                part = frame[(frame["run"] == run) & (frame["scored_against"] == against)].set_index("window").loc[labels]
+                part = (
+                    frame[(frame["run"] == run) & (frame["scored_against"] == against)].set_index("window").loc[labels]
+                )
                 ax.fill_between(x, part["ci_low"], part["ci_high"], color=color, alpha=0.18, linewidth=0)
-                ax.plot(x, part["mean"], style, color=color, linewidth=1.3, marker="o", markersize=3,
-                        label=f"{run}, {'own' if against == 'own' else 'other prompt'}")
+                ax.plot(
+                    x,
+                    part["mean"],
+                    style,
+                    color=color,
+                    linewidth=1.3,
+                    marker="o",
+                    markersize=3,
+                    label=f"{run}, {'own' if against == 'own' else 'other prompt'}",
+                )
         ax.set_xticks(x, labels, rotation=45 if len(labels) > 4 else 0, fontsize=7)
         ax.set_xlabel("mask positions")
         ax.set_ylabel("share")

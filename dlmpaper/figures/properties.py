@@ -14,8 +14,13 @@ import pandas as pd
 from dlmpaper.figures.style import FAMILY_COLORS, PROPERTY_LABELS
 
 #: Our model families -> the plotting palette's family names.
-PALETTE_FAMILY = {"continuous": "continuous", "masked": "discrete-absorbing", "discrete": "discrete-absorbing",
-                  "uniform": "discrete-uniform", "autoregressive": "autoregressive"}
+PALETTE_FAMILY = {
+    "continuous": "continuous",
+    "masked": "discrete-absorbing",
+    "discrete": "discrete-absorbing",
+    "uniform": "discrete-uniform",
+    "autoregressive": "autoregressive",
+}
 JUDGEMENT_COLORS = {"yes": "#4C9A5F", "partial": "#E3B448", "no": "#C8553D", "n/a": "#DDDDDD"}
 ROWS = ("continuous", "discrete", "autoregressive")
 
@@ -50,8 +55,16 @@ def plot_property_matrices(paper: pd.DataFrame, measured: pd.DataFrame):
                     number = cell["value"].iloc[0] if len(cell) else np.nan
                     text = value if pd.isna(number) else f"{value}\n{number:.3g}"
                     differs = bool(len(cell)) and not bool(cell["agrees"].iloc[0])
-                ax.add_patch(Rectangle((j, i), 1, 1, facecolor=JUDGEMENT_COLORS[value], edgecolor="black" if differs else "white",
-                                       lw=2.5 if differs else 1))
+                ax.add_patch(
+                    Rectangle(
+                        (j, i),
+                        1,
+                        1,
+                        facecolor=JUDGEMENT_COLORS[value],
+                        edgecolor="black" if differs else "white",
+                        lw=2.5 if differs else 1,
+                    )
+                )
                 ax.text(j + 0.5, i + 0.5, text, ha="center", va="center", fontsize=7)
         ax.set_xlim(0, len(props))
         ax.set_ylim(len(ROWS), 0)
@@ -61,8 +74,13 @@ def plot_property_matrices(paper: pd.DataFrame, measured: pd.DataFrame):
         ax.set_title(title, fontsize=9)
     handles = [Patch(color=c, label=k) for k, c in JUDGEMENT_COLORS.items() if k != "n/a"]
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=7, frameon=False, bbox_to_anchor=(0.5, -0.04))
-    fig.text(0.01, -0.03, "* our reading (the paper does not state it); framed: measured differs from the paper",
-             fontsize=6, ha="left")
+    fig.text(
+        0.01,
+        -0.03,
+        "* our reading (the paper does not state it); framed: measured differs from the paper",
+        fontsize=6,
+        ha="left",
+    )
     return fig
 
 
@@ -76,8 +94,12 @@ def plot_d1(recovery: pd.DataFrame, paths: pd.DataFrame, masked_gold: pd.DataFra
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(10.0, 2.9))
-    styles = {"mask: token visible (1 - t)": ("masked", "--"), "masked denoiser p(gold)": ("masked", "-"),
-              "Gaussian: nearest-embedding rounding": ("continuous", "--"), "continuous denoiser p(gold)": ("continuous", "-")}
+    styles = {
+        "mask: token visible (1 - t)": ("masked", "--"),
+        "masked denoiser p(gold)": ("masked", "-"),
+        "Gaussian: nearest-embedding rounding": ("continuous", "--"),
+        "continuous denoiser p(gold)": ("continuous", "-"),
+    }
     for curve, part in recovery.groupby("curve", sort=False):
         fam, ls = styles.get(curve, ("autoregressive", ":"))
         axes[0].plot(part["t"], part["retained"], ls=ls, color=family_color(fam), label=curve)
@@ -89,8 +111,13 @@ def plot_d1(recovery: pd.DataFrame, paths: pd.DataFrame, masked_gold: pd.DataFra
     width = 0.4
     for k, (process, part) in enumerate(paths.groupby("process")):
         counts = part["fall_steps"].value_counts(normalize=True).reindex(steps, fill_value=0)
-        axes[1].bar(steps + (k - 0.5) * width, counts.values, width,
-                    color=family_color("masked" if process == "mask" else "continuous"), label=process)
+        axes[1].bar(
+            steps + (k - 0.5) * width,
+            counts.values,
+            width,
+            color=family_color("masked" if process == "mask" else "continuous"),
+            label=process,
+        )
     axes[1].set_xlabel("chain steps for p(gold | own state) to fall 0.9 -> 0.1")
     axes[1].set_ylabel("share of tokens")
     axes[1].legend(fontsize=7)
@@ -101,7 +128,9 @@ def plot_d1(recovery: pd.DataFrame, paths: pd.DataFrame, masked_gold: pd.DataFra
     ts = sorted(mean["t"].unique())
     for i, t in enumerate(ts):
         part = mean[mean["t"] == t]
-        axes[2].plot(part["distance"], part["gold_prob"], marker="o", ms=3, color=cmap(i / max(1, len(ts) - 1)), label=f"t={t:g}")
+        axes[2].plot(
+            part["distance"], part["gold_prob"], marker="o", ms=3, color=cmap(i / max(1, len(ts) - 1)), label=f"t={t:g}"
+        )
     axes[2].set_xlabel("distance to nearest visible token (capped)")
     axes[2].set_ylabel("masked denoiser p(gold)")
     axes[2].legend(fontsize=6, ncol=2)
@@ -149,7 +178,9 @@ def plot_d3(changes: pd.DataFrame, per_step: pd.DataFrame):
     for k, fam in enumerate(fams):
         vals = changes.loc[changes["family"] == fam, "changes"].clip(upper=top)
         share = vals.value_counts(normalize=True).reindex(bins[:-1], fill_value=0)
-        axes[0].bar(bins[:-1] + (k - (len(fams) - 1) / 2) * width, share.values, width, color=family_color(fam), label=fam)
+        axes[0].bar(
+            bins[:-1] + (k - (len(fams) - 1) / 2) * width, share.values, width, color=family_color(fam), label=fam
+        )
     axes[0].set_xlabel(f"value changes per position ({top} = {top} or more)")
     axes[0].set_ylabel("share of positions")
     axes[0].legend(fontsize=7)
@@ -172,7 +203,13 @@ def plot_l1(lattice: pd.DataFrame, rounding: Mapping[str, np.ndarray]):
 
     fig, axes = plt.subplots(1, 2, figsize=(8.0, 2.8))
     for fam, part in lattice.groupby("family", sort=False):
-        axes[0].plot(part["progress"], part["on_lattice"], color=family_color(fam), label=fam, marker="." if len(part) < 40 else None)
+        axes[0].plot(
+            part["progress"],
+            part["on_lattice"],
+            color=family_color(fam),
+            label=fam,
+            marker="." if len(part) < 40 else None,
+        )
     axes[0].set_ylim(-0.05, 1.05)
     axes[0].set_xlabel("sampling progress")
     axes[0].set_ylabel("share of positions that are tokens")
@@ -199,7 +236,9 @@ def plot_l2(rates: pd.DataFrame):
         for fam, sub in part.groupby("family", sort=False):
             sub = sub.sort_values("nfe")
             err = np.vstack([sub["invalid"] - sub["ci_low"], sub["ci_high"] - sub["invalid"]]).clip(min=0)
-            ax.errorbar(sub["nfe"], sub["invalid"], yerr=err, color=family_color(fam), marker="o", ms=3, capsize=2, label=fam)
+            ax.errorbar(
+                sub["nfe"], sub["invalid"], yerr=err, color=family_color(fam), marker="o", ms=3, capsize=2, label=fam
+            )
         ax.set_xscale("log", base=2)
         ax.set_xlabel("forward passes (NFE)")
         ax.set_title(lang, fontsize=9)

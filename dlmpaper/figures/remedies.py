@@ -77,10 +77,18 @@ def plot_pareto(table: pd.DataFrame, metric: str = "invalid", *, linthresh: floa
             if d.empty:
                 continue
             used.append(family)
-            ax.plot(d["nfe"].to_numpy(dtype=float), d[metric].to_numpy(dtype=float), color=st["color"],
-                    marker=st["marker"], ls=st["ls"], lw=1.6 if family == "naive left_to_right" else 0.9,
-                    ms=8 if st["marker"] in "*h" else 4.5, mfc="none" if family == "low_confidence" else st["color"],
-                    alpha=0.9, zorder=4 if family in ("verifier", "autoregressive") else 3)
+            ax.plot(
+                d["nfe"].to_numpy(dtype=float),
+                d[metric].to_numpy(dtype=float),
+                color=st["color"],
+                marker=st["marker"],
+                ls=st["ls"],
+                lw=1.6 if family == "naive left_to_right" else 0.9,
+                ms=8 if st["marker"] in "*h" else 4.5,
+                mfc="none" if family == "low_confidence" else st["color"],
+                alpha=0.9,
+                zorder=4 if family in ("verifier", "autoregressive") else 3,
+            )
         for x in sorted({math.ceil(L / 2), L}):
             ax.axvline(x, color="#999999", lw=0.7, ls=":", zorder=1)
         ax.set_xlim(0.5, max(L, float(part["nfe"].max())) + 0.5)
@@ -94,8 +102,18 @@ def plot_pareto(table: pd.DataFrame, metric: str = "invalid", *, linthresh: floa
         ax.set_title(f"{lang} (L = {L})", fontsize=9)
         ax.set_xlabel("expected forward passes (masked + AR)")
     axes[0, 0].set_ylabel(_METRICS[metric])
-    handles = [Line2D([], [], color=DECODER_STYLES[f]["color"], marker=DECODER_STYLES[f]["marker"],
-                      ls=DECODER_STYLES[f]["ls"], mfc="none" if f == "low_confidence" else DECODER_STYLES[f]["color"],
-                      label=DECODER_STYLES[f]["label"]) for f in DECODER_STYLES if f in used]
+    handles = [
+        Line2D(
+            [],
+            [],
+            color=DECODER_STYLES[f]["color"],
+            marker=DECODER_STYLES[f]["marker"],
+            ls=DECODER_STYLES[f]["ls"],
+            mfc="none" if f == "low_confidence" else DECODER_STYLES[f]["color"],
+            label=DECODER_STYLES[f]["label"],
+        )
+        for f in DECODER_STYLES
+        if f in used
+    ]
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=7.5, bbox_to_anchor=(0.5, -0.2))
     return fig

@@ -219,8 +219,11 @@ def _snap_axes(ax: Any, digits: int) -> None:
 
     rx = _axis_rounder(ax.get_xlim(), ax.get_xscale(), digits)
     ry = _axis_rounder(ax.get_ylim(), ax.get_yscale(), digits)
-    by_transform = {id(ax.transData): (rx, ry), id(ax.get_xaxis_transform()): (rx, None),
-                    id(ax.get_yaxis_transform()): (None, ry)}
+    by_transform = {
+        id(ax.transData): (rx, ry),
+        id(ax.get_xaxis_transform()): (rx, None),
+        id(ax.get_yaxis_transform()): (None, ry),
+    }
 
     def rounders(transform: Any) -> tuple[Callable | None, Callable | None]:
         return by_transform.get(id(transform), (None, None))
@@ -243,8 +246,9 @@ def _snap_axes(ax: Any, digits: int) -> None:
         if fx is None and fy is None:
             continue
         if isinstance(patch, Rectangle):
-            (x0, y0), (x1, y1) = snap_xy([patch.get_xy(), (patch.get_x() + patch.get_width(),
-                                                             patch.get_y() + patch.get_height())], fx, fy)
+            (x0, y0), (x1, y1) = snap_xy(
+                [patch.get_xy(), (patch.get_x() + patch.get_width(), patch.get_y() + patch.get_height())], fx, fy
+            )
             patch.set_bounds(x0, y0, x1 - x0, y1 - y0)
         elif isinstance(patch, Polygon):
             patch.set_xy(snap_xy(patch.get_xy(), fx, fy))
@@ -343,7 +347,9 @@ def _check_name(name: str) -> None:
     if not isinstance(name, str) or not name:
         raise ValueError("figure name must be a non-empty string such as 'probe_top3'")
     if "/" in name or "\\" in name or os.sep in name:
-        raise ValueError(f"figure name {name!r} contains a path separator; pass a bare name, use figures_dir= for the folder")
+        raise ValueError(
+            f"figure name {name!r} contains a path separator; pass a bare name, use figures_dir= for the folder"
+        )
     if name.lower().endswith(tuple(f".{fmt}" for fmt in SAVE_FORMATS)):
         raise ValueError(f"figure name {name!r} has a suffix; pass it without (both .pdf and .png are written)")
     if not _NAME_RE.match(name):

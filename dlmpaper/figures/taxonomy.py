@@ -32,6 +32,7 @@ _KEPT_COLOR = "#F2F2F2"
 
 # --------------------------------------------------------------------------- timeline
 
+
 def timeline_layout(methods: pd.DataFrame, *, char_width: float = 0.085, pad: float = 0.2) -> pd.DataFrame:
     """Place each method of the timeline figure (notebook 01) so that no two labels overlap.
 
@@ -65,10 +66,17 @@ def timeline_layout(methods: pd.DataFrame, *, char_width: float = 0.085, pad: fl
                 ends[slot] = end
             placed.append((m, slot, end))
         for m, slot, end in placed:
-            rows.append({
-                "name": str(m["name"]), "year": int(m["year"]), "family": fam,
-                "revisable": bool(m["revisable"]), "slot": slot, "y": y_top - slot, "label_end": end,
-            })
+            rows.append(
+                {
+                    "name": str(m["name"]),
+                    "year": int(m["year"]),
+                    "family": fam,
+                    "revisable": bool(m["revisable"]),
+                    "slot": slot,
+                    "y": y_top - slot,
+                    "label_end": end,
+                }
+            )
         y_top -= len(ends) + 1
     return pd.DataFrame(rows, columns=["name", "year", "family", "revisable", "slot", "y", "label_end"])
 
@@ -99,8 +107,17 @@ def plot_timeline(methods: pd.DataFrame, *, width: float = 7.0, row_height: floa
         ticks.append((top + bottom) / 2)
         tick_labels.append(family_label(fam))
         for _, m in sub.iterrows():
-            ax.plot(m["year"], m["y"], marker="o", ms=5.5, color=color,
-                    mfc=color if m["revisable"] else "white", mew=1.3, ls="none", zorder=3)
+            ax.plot(
+                m["year"],
+                m["y"],
+                marker="o",
+                ms=5.5,
+                color=color,
+                mfc=color if m["revisable"] else "white",
+                mew=1.3,
+                ls="none",
+                zorder=3,
+            )
             ax.text(m["year"] + 0.13, m["y"], m["name"], va="center", ha="left", fontsize=7.5, zorder=4)
     ax.set_yticks(ticks, tick_labels)
     for tick, fam in zip(ax.get_yticklabels(), [f for f in FAMILIES if f in set(lay["family"])]):
@@ -115,7 +132,9 @@ def plot_timeline(methods: pd.DataFrame, *, width: float = 7.0, row_height: floa
     ax.set_title("Diffusion language models by family (autoregressive LMs as the reference)", fontsize=9)
     handles = [
         Line2D([], [], marker="o", ls="none", color="0.3", mfc="0.3", ms=5.5, label="can revise a committed token"),
-        Line2D([], [], marker="o", ls="none", color="0.3", mfc="white", ms=5.5, mew=1.3, label="committed tokens are final"),
+        Line2D(
+            [], [], marker="o", ls="none", color="0.3", mfc="white", ms=5.5, mew=1.3, label="committed tokens are final"
+        ),
     ]
     fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=7.5, handletextpad=0.3)
     return fig
@@ -182,8 +201,9 @@ def plot_forward_processes(
     n_lv = len(show)
     panel_h = cell_height * n_lv + 0.45
     heights = [panel_h] * len(procs) + ([1.5] if curve is not None else [])
-    fig, axes = plt.subplots(len(heights), 1, figsize=(width, sum(heights) + 0.5),
-                             gridspec_kw={"height_ratios": heights})
+    fig, axes = plt.subplots(
+        len(heights), 1, figsize=(width, sum(heights) + 0.5), gridspec_kw={"height_ratios": heights}
+    )
     axes = np.atleast_1d(axes)
     code = {"kept": 0, "masked": 1, "substituted": 2}
     for ax, proc in zip(axes, procs):
@@ -195,9 +215,17 @@ def plot_forward_processes(
             i = int(np.flatnonzero(np.isclose(show, r["level"]))[0])
             mat[i, int(r["position"])] = code[r["state"]]
             changed = r["state"] != "kept"
-            label = ax.text(r["position"], i, _cell_text(str(r["shown"]), max_chars),
-                            ha="center", va="center", fontsize=6, color="black",
-                            fontweight="bold" if changed else "normal", clip_on=True)
+            label = ax.text(
+                r["position"],
+                i,
+                _cell_text(str(r["shown"]), max_chars),
+                ha="center",
+                va="center",
+                fontsize=6,
+                color="black",
+                fontweight="bold" if changed else "normal",
+                clip_on=True,
+            )
             label.set_in_layout(False)  # inside its cell; keeps layout passes cheap (hundreds of texts)
         ax.imshow(mat, cmap=cmap, vmin=-0.5, vmax=2.5, aspect="auto", interpolation="nearest")
         ax.set_xticks(np.arange(n_pos) - 0.5, minor=True)
@@ -228,15 +256,23 @@ def plot_forward_processes(
         ax = axes[-1]
         for proc in procs:
             c = curve[curve["process"].astype(str) == proc].sort_values("level")
-            ax.step(c["level"], c["kept_fraction"], where="post", color=FAMILY_COLORS[PROCESS_FAMILY[proc]],
-                    lw=1.4, label={"mask": "absorbing mask", "uniform": "uniform substitution",
-                                   "gaussian": "Gaussian + rounding"}[proc])
+            ax.step(
+                c["level"],
+                c["kept_fraction"],
+                where="post",
+                color=FAMILY_COLORS[PROCESS_FAMILY[proc]],
+                lw=1.4,
+                label={"mask": "absorbing mask", "uniform": "uniform substitution", "gaussian": "Gaussian + rounding"}[
+                    proc
+                ],
+            )
         ax.set_xlim(0, 1)
         ax.set_ylim(-0.03, 1.03)
         ax.set_xlabel("noise level t", fontsize=7)
         ax.set_ylabel("positions showing\nthe original token", fontsize=7)
         ax.tick_params(labelsize=6.5)
         ax.legend(fontsize=6.5, loc="lower left")
-    fig.legend(handles=legend, loc="outside lower center", ncols=len(legend), fontsize=6.5,
-               handlelength=1.2, columnspacing=1.0)
+    fig.legend(
+        handles=legend, loc="outside lower center", ncols=len(legend), fontsize=6.5, handlelength=1.2, columnspacing=1.0
+    )
     return fig

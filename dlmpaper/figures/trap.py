@@ -57,8 +57,10 @@ def plot_likes_exact(table: pd.DataFrame, *, title: str | None = None):
     _need(table, ["subject", "verb", "joint", "product", "valid"], "plot_likes_exact")
     subjects, verbs = _levels(table["subject"]), _levels(table["verb"])
     t = table.assign(subject=table["subject"].astype(str), verb=table["verb"].astype(str))
-    grids = {c: t.pivot(index="subject", columns="verb", values=c).reindex(index=subjects, columns=verbs)
-             for c in ("joint", "product", "valid")}
+    grids = {
+        c: t.pivot(index="subject", columns="verb", values=c).reindex(index=subjects, columns=verbs)
+        for c in ("joint", "product", "valid")
+    }
     valid = grids["valid"].fillna(False).to_numpy(dtype=bool)
     vmax = float(max(grids["joint"].to_numpy().max(), grids["product"].to_numpy().max()))
     fig, axes = plt.subplots(1, 2, figsize=(7.2, 3.4), sharey=True)
@@ -74,8 +76,18 @@ def plot_likes_exact(table: pd.DataFrame, *, title: str | None = None):
                 colour = "white" if v > 0.6 * vmax else "black"
                 ax.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=8, color=colour)
                 if not valid[i, j]:
-                    ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///",
-                                           edgecolor=_INVALID_COLOR, linewidth=0.0, alpha=0.55))
+                    ax.add_patch(
+                        Rectangle(
+                            (j - 0.5, i - 0.5),
+                            1,
+                            1,
+                            fill=False,
+                            hatch="///",
+                            edgecolor=_INVALID_COLOR,
+                            linewidth=0.0,
+                            alpha=0.55,
+                        )
+                    )
         mass = float(np.nansum(np.where(valid, 0.0, values)))
         ax.set_title(f"{names[col]}\nmass on invalid pairs: {mass:.3f}", fontsize=9)
         ax.set_xticks(range(len(verbs)), verbs)
@@ -84,8 +96,9 @@ def plot_likes_exact(table: pd.DataFrame, *, title: str | None = None):
     axes[0].set_ylabel("subject")
     fig.colorbar(im, ax=list(axes), shrink=0.85, label="probability")
     handle = Rectangle((0, 0), 1, 1, fill=False, hatch="///", edgecolor=_INVALID_COLOR, linewidth=0.0)
-    fig.legend([handle], ["invalid pair (no agreement)"], loc="lower center", ncol=1, fontsize=8,
-               bbox_to_anchor=(0.45, -0.06))
+    fig.legend(
+        [handle], ["invalid pair (no agreement)"], loc="lower center", ncol=1, fontsize=8, bbox_to_anchor=(0.45, -0.06)
+    )
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
@@ -102,14 +115,33 @@ def plot_invalid_rates(rates: pd.DataFrame, *, jitter: float = 0.08):
     dashed). The x axis is log2; markers are shifted by ``2**(+-jitter)`` so intervals do not overlap."""
     import matplotlib.pyplot as plt
 
-    _need(rates, ["language", "order", "marginals", "tokens_per_step", "invalid_exact", "invalid_sim",
-                  "sim_ci_low", "sim_ci_high"], "plot_invalid_rates")
+    _need(
+        rates,
+        [
+            "language",
+            "order",
+            "marginals",
+            "tokens_per_step",
+            "invalid_exact",
+            "invalid_sim",
+            "sim_ci_low",
+            "sim_ci_high",
+        ],
+        "plot_invalid_rates",
+    )
     languages = list(dict.fromkeys(rates["language"]))
     orders = list(dict.fromkeys(rates["order"]))
-    fig, axes = plt.subplots(len(orders), len(languages), figsize=(2.6 * len(languages) + 0.6, 2.3 * len(orders) + 0.7),
-                             sharey=True, squeeze=False)
-    styles = {"exact": dict(color=_EXACT_COLOR, marker="o", mfc="white", dx=2.0 ** -jitter),
-              "trained": dict(color=_TRAINED_COLOR, marker="s", mfc=_TRAINED_COLOR, dx=2.0 ** jitter)}
+    fig, axes = plt.subplots(
+        len(orders),
+        len(languages),
+        figsize=(2.6 * len(languages) + 0.6, 2.3 * len(orders) + 0.7),
+        sharey=True,
+        squeeze=False,
+    )
+    styles = {
+        "exact": dict(color=_EXACT_COLOR, marker="o", mfc="white", dx=2.0**-jitter),
+        "trained": dict(color=_TRAINED_COLOR, marker="s", mfc=_TRAINED_COLOR, dx=2.0**jitter),
+    }
     for r, order in enumerate(orders):
         for c, lang in enumerate(languages):
             ax = axes[r, c]
@@ -120,12 +152,23 @@ def plot_invalid_rates(rates: pd.DataFrame, *, jitter: float = 0.08):
                     continue
                 k = d["tokens_per_step"].to_numpy(dtype=float)
                 if d["invalid_exact"].notna().any():
-                    ax.plot(k, d["invalid_exact"], color=st["color"], lw=1.3,
-                            ls="-" if label == "exact" else "--", zorder=2)
+                    ax.plot(
+                        k, d["invalid_exact"], color=st["color"], lw=1.3, ls="-" if label == "exact" else "--", zorder=2
+                    )
                 sim = d["invalid_sim"].to_numpy()
                 err = np.vstack([sim - d["sim_ci_low"].to_numpy(), d["sim_ci_high"].to_numpy() - sim])
-                ax.errorbar(k * st["dx"], sim, yerr=np.clip(err, 0, None), fmt=st["marker"], color=st["color"],
-                            mfc=st["mfc"], ms=4, capsize=2, lw=0.9, zorder=3)
+                ax.errorbar(
+                    k * st["dx"],
+                    sim,
+                    yerr=np.clip(err, 0, None),
+                    fmt=st["marker"],
+                    color=st["color"],
+                    mfc=st["mfc"],
+                    ms=4,
+                    capsize=2,
+                    lw=0.9,
+                    zorder=3,
+                )
             ks = sorted(part["tokens_per_step"].unique())
             ax.set_xscale("log", base=2)
             ax.set_xticks(ks, [str(int(v)) for v in ks])
@@ -140,8 +183,9 @@ def plot_invalid_rates(rates: pd.DataFrame, *, jitter: float = 0.08):
 
     handles = [
         Line2D([], [], color=_EXACT_COLOR, lw=1.3, label="exact marginals: exact recursion"),
-        Line2D([], [], color=_EXACT_COLOR, marker="o", mfc="white", ls="none",
-               label="exact marginals: simulation (95% CI)"),
+        Line2D(
+            [], [], color=_EXACT_COLOR, marker="o", mfc="white", ls="none", label="exact marginals: simulation (95% CI)"
+        ),
         Line2D([], [], color=_TRAINED_COLOR, lw=1.3, ls="--", label="trained toy model: exact recursion"),
         Line2D([], [], color=_TRAINED_COLOR, marker="s", ls="none", label="trained toy model: simulation (95% CI)"),
     ]
@@ -151,8 +195,13 @@ def plot_invalid_rates(rates: pd.DataFrame, *, jitter: float = 0.08):
 
 # --------------------------------------------------------------------------- statistics
 # --------------------------------------------------------------------------- figure 3
-def plot_sweep(summary: pd.DataFrame, metrics: Sequence[str] | None = None, *, hue: str = "block_length",
-               hue_labels: dict | None = None):
+def plot_sweep(
+    summary: pd.DataFrame,
+    metrics: Sequence[str] | None = None,
+    *,
+    hue: str = "block_length",
+    hue_labels: dict | None = None,
+):
     """Incoherence proxies vs tokens per step, one panel per metric, one line per ``hue``
     value (mean over prompts with its 95% CI as a band) (paper §4, issue (ii); figure
     ``04_real_model_sweep``). ``summary`` is :func:`summarize_over_prompts` of the sweep
@@ -184,7 +233,7 @@ def plot_sweep(summary: pd.DataFrame, metrics: Sequence[str] | None = None, *, h
         ax.minorticks_off()
         ax.set_xlabel("tokens per step")
         ax.set_ylabel(METRIC_LABELS.get(m, m), fontsize=8)
-    for ax in list(axes.flat)[len(metrics):]:
+    for ax in list(axes.flat)[len(metrics) :]:
         ax.set_visible(False)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=max(1, len(labels)), fontsize=8, bbox_to_anchor=(0.5, -0.06))
@@ -206,8 +255,15 @@ def plot_committed_states(by_tps: pd.DataFrame, by_phase: pd.DataFrame | None = 
     ax = axes[0, 0]
     s = by_tps.sort_values("tokens_per_step")
     k = s["tokens_per_step"].to_numpy(dtype=float)
-    ax.errorbar(k, s["mean"], yerr=np.clip(np.vstack([s["mean"] - s["ci_low"], s["ci_high"] - s["mean"]]), 0, None),
-                marker="o", ms=4, capsize=3, color=_EXACT_COLOR)
+    ax.errorbar(
+        k,
+        s["mean"],
+        yerr=np.clip(np.vstack([s["mean"] - s["ci_low"], s["ci_high"] - s["mean"]]), 0, None),
+        marker="o",
+        ms=4,
+        capsize=3,
+        color=_EXACT_COLOR,
+    )
     ax.set_xscale("log", base=2)
     ax.set_xticks(k, [str(int(v)) for v in k])
     ax.minorticks_off()
@@ -226,8 +282,16 @@ def plot_committed_states(by_tps: pd.DataFrame, by_phase: pd.DataFrame | None = 
             d = by_phase[by_phase["phase"].astype(str) == ph].set_index("tokens_per_step").reindex(ks)
             x = np.arange(len(ks)) + (j - (len(phases) - 1) / 2) * width
             err = np.clip(np.vstack([d["mean"] - d["ci_low"], d["ci_high"] - d["mean"]]).astype(float), 0, None)
-            ax2.bar(x, d["mean"], width=width, color=palette[j % len(palette)], label=f"committed {ph}",
-                    yerr=np.nan_to_num(err), capsize=2, error_kw=dict(lw=0.8))
+            ax2.bar(
+                x,
+                d["mean"],
+                width=width,
+                color=palette[j % len(palette)],
+                label=f"committed {ph}",
+                yerr=np.nan_to_num(err),
+                capsize=2,
+                error_kw=dict(lw=0.8),
+            )
         ax2.set_xticks(np.arange(len(ks)), [str(v) for v in ks])
         ax2.set_xlabel("tokens per step")
         ax2.set_title("by commit time (1st / 2nd half of the steps)", fontsize=9)

@@ -17,15 +17,38 @@ import importlib
 
 #: Public name -> the module that defines it.
 _EXPORTS = {
-    "dlmpaper.lm.models": ("DiffusionLM", "ModelSpec", "REGISTRY", "UnknownModelError", "ModelNotFoundError",
-                           "RemoteCodeRequiredError", "TokenIdError", "load_model", "registry_table", "spec_for"),
+    "dlmpaper.lm.models": (
+        "DiffusionLM",
+        "ModelSpec",
+        "REGISTRY",
+        "UnknownModelError",
+        "ModelNotFoundError",
+        "RemoteCodeRequiredError",
+        "TokenIdError",
+        "load_model",
+        "registry_table",
+        "spec_for",
+    ),
     "dlmpaper.lm.protocol": ("MaskedDiffusionLM",),
     "dlmpaper.lm.hub": ("HubAccessError", "hub_available", "offline"),
     "dlmpaper.lm.families": ("load_family_model",),
-    "dlmpaper.lm.toymodels": ("TOY_LANGUAGES", "family_model_dir", "load_toy_family_model", "load_toy_model",
-                              "model_marginal_fn", "toy_language", "toy_languages"),
-    "dlmpaper.provenance": ("ManifestError", "checkpoint_digest", "family_model_record", "model_record",
-                            "record_model", "toy_model_record"),
+    "dlmpaper.lm.toymodels": (
+        "TOY_LANGUAGES",
+        "family_model_dir",
+        "load_toy_family_model",
+        "load_toy_model",
+        "model_marginal_fn",
+        "toy_language",
+        "toy_languages",
+    ),
+    "dlmpaper.provenance": (
+        "ManifestError",
+        "checkpoint_digest",
+        "family_model_record",
+        "model_record",
+        "record_model",
+        "toy_model_record",
+    ),
 }
 _OWNER = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_OWNER)
@@ -41,4 +64,3 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
-

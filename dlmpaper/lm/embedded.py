@@ -69,7 +69,9 @@ def wrap_tokenizer(tokenizer: Tokenizer) -> PreTrainedTokenizerFast:
     return fast
 
 
-def model_config(vocab_size: int, hidden: int = 256, layers: int = 4, heads: int = 4, max_len: int = 256) -> ModernBertConfig:
+def model_config(
+    vocab_size: int, hidden: int = 256, layers: int = 4, heads: int = 4, max_len: int = 256
+) -> ModernBertConfig:
     """A small ModernBERT config: all layers global attention, RoPE, tied embeddings."""
     return ModernBertConfig(
         vocab_size=vocab_size,
@@ -96,10 +98,7 @@ def model_config(vocab_size: int, hidden: int = 256, layers: int = 4, heads: int
 
 def render_prompt(prompt: str) -> str:
     """The chat template as a plain string (matches ``tokenizer.apply_chat_template``; checked in tests)."""
-    return (
-        f"{BOS}{HEADER_START}user{HEADER_END}\n\n{prompt.strip()}{EOT}"
-        f"{HEADER_START}assistant{HEADER_END}\n\n"
-    )
+    return f"{BOS}{HEADER_START}user{HEADER_END}\n\n{prompt.strip()}{EOT}{HEADER_START}assistant{HEADER_END}\n\n"
 
 
 @dataclass

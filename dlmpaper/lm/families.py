@@ -39,8 +39,8 @@ from safetensors.torch import save_model as save_safetensors_model
 from transformers import BertConfig, BertForMaskedLM, ModernBertConfig, ModernBertForMaskedLM
 
 from dlmpaper.core.corruption import GaussianSchedule, round_to_tokens
-from dlmpaper.provenance import MANIFEST_NAME, ManifestError, verify_manifest
 from dlmpaper.core.objectives import causal_attention_mask, left_padded_positions, masked_logits
+from dlmpaper.provenance import MANIFEST_NAME, ManifestError, verify_manifest
 
 FAMILIES: tuple[str, ...] = ("masked", "continuous", "autoregressive")
 FAMILY_JSON = "family.json"
@@ -63,7 +63,9 @@ def check_family(family: str) -> str:
 # --------------------------------------------------------------------------- autoregressive
 
 
-def next_token_logits(model, input_ids, attention_mask, position_ids, response_mask) -> tuple[torch.Tensor, torch.Tensor]:
+def next_token_logits(
+    model, input_ids, attention_mask, position_ids, response_mask
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits, targets) for every response token under the causal mask: position i predicts
     token i + 1 (EOS padding included, as the masked model's SFT)."""
     select = torch.zeros_like(response_mask, dtype=torch.bool)
@@ -78,8 +80,14 @@ def ar_loss(model, input_ids, attention_mask, position_ids, response_mask) -> to
 
 
 @torch.no_grad()
-def ar_generate(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, n_tokens: int,
-                generator: torch.Generator | None = None, temperature: float = 0.0) -> torch.Tensor:
+def ar_generate(
+    model,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    n_tokens: int,
+    generator: torch.Generator | None = None,
+    temperature: float = 0.0,
+) -> torch.Tensor:
     """Sample ``n_tokens`` left to right after left-padded prompts, one forward pass per token
     (no KV cache: the backbone is an encoder). ``temperature`` 0 is greedy. Returns (B, n_tokens)."""
     ids, attn = prompt_ids.clone(), prompt_mask.clone()
@@ -131,12 +139,19 @@ class EmbeddingDiffusionLM(torch.nn.Module):
         self.token_embedding = torch.nn.Embedding(vocab, embed_dim)
         torch.nn.init.normal_(self.token_embedding.weight)
         self.in_proj = torch.nn.Linear(embed_dim, hidden)
-        self.time_mlp = torch.nn.Sequential(torch.nn.Linear(time_dim, hidden), torch.nn.SiLU(), torch.nn.Linear(hidden, hidden))
+        self.time_mlp = torch.nn.Sequential(
+            torch.nn.Linear(time_dim, hidden), torch.nn.SiLU(), torch.nn.Linear(hidden, hidden)
+        )
         self.clean_embedding = torch.nn.Embedding(2, hidden)
 
     def settings(self) -> dict:
-        return {"family": self.family, "embed_dim": self.embed_dim, "time_dim": self.time_dim,
-                "schedule": self.schedule_name, "backbone_class": type(self.backbone).__name__}
+        return {
+            "family": self.family,
+            "embed_dim": self.embed_dim,
+            "time_dim": self.time_dim,
+            "schedule": self.schedule_name,
+            "backbone_class": type(self.backbone).__name__,
+        }
 
     def diffusion_embeddings(self) -> torch.Tensor:
         """E (V, d): the token embeddings on the sphere of radius sqrt(d)."""
@@ -155,12 +170,22 @@ class EmbeddingDiffusionLM(torch.nn.Module):
 
     def forward(self, z, t, clean, attention_mask, position_ids, select=None) -> torch.Tensor:
         """Logits of x_0: (N, V) at ``select`` (True positions, row-major) or (B, L, V) if None."""
-        h = self.in_proj(z) + self.time_mlp(_timestep_features(t, self.time_dim))[:, None] + self.clean_embedding(clean.long())
+        h = (
+            self.in_proj(z)
+            + self.time_mlp(_timestep_features(t, self.time_dim))[:, None]
+            + self.clean_embedding(clean.long())
+        )
         return masked_logits(self.backbone, None, attention_mask, position_ids, select, inputs_embeds=h)
 
 
-def continuous_loss(model: EmbeddingDiffusionLM, input_ids, attention_mask, position_ids, response_mask,
-                    generator: torch.Generator | None = None) -> torch.Tensor:
+def continuous_loss(
+    model: EmbeddingDiffusionLM,
+    input_ids,
+    attention_mask,
+    position_ids,
+    response_mask,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """CDCD's objective: cross-entropy of x_0 at every response position from z_t, t ~ U(0, 1) per
     row stratified over the batch (t_b = (b + u_b) / B); the prompt stays clean."""
     B = input_ids.shape[0]
@@ -191,9 +216,15 @@ class ContinuousTrace:
 
 
 @torch.no_grad()
-def continuous_generate(model: EmbeddingDiffusionLM, clean_ids: torch.Tensor, noisy_mask: torch.Tensor,
-                        attention_mask: torch.Tensor, position_ids: torch.Tensor, steps: int,
-                        generator: torch.Generator | None = None) -> ContinuousTrace:
+def continuous_generate(
+    model: EmbeddingDiffusionLM,
+    clean_ids: torch.Tensor,
+    noisy_mask: torch.Tensor,
+    attention_mask: torch.Tensor,
+    position_ids: torch.Tensor,
+    steps: int,
+    generator: torch.Generator | None = None,
+) -> ContinuousTrace:
     """Deterministic DDIM (eta = 0) from z_1 ~ N(0, I) at the ``noisy_mask`` positions, with the
     other positions held at their exact embeddings; ``steps`` forward passes on t = 1, 1 - 1/S, ...
     Each step: x0_hat = softmax(logits) @ E, eps_hat = (z - sqrt(abar_t) x0_hat) / sqrt(1 - abar_t),
@@ -242,7 +273,9 @@ def save_family_model(model, directory: Path, family: str, extra: dict | None = 
     return directory
 
 
-def load_family_model(directory: Path, *, check_manifest: bool = True, fix: str = "retrain it") -> tuple[str, torch.nn.Module]:
+def load_family_model(
+    directory: Path, *, check_manifest: bool = True, fix: str = "retrain it"
+) -> tuple[str, torch.nn.Module]:
     """``(family, model)`` from a folder written by :func:`save_family_model` (eval mode, CPU,
     float32), after checking ``MANIFEST.sha256`` when ``check_manifest``."""
     directory = Path(directory)
@@ -269,4 +302,3 @@ def load_family_model(directory: Path, *, check_manifest: bool = True, fix: str 
     else:
         model = model_cls.from_pretrained(directory, dtype=torch.float32)
     return family, model.eval()
-

@@ -51,6 +51,7 @@ __all__ = [
 
 #: Command that rebuilds the shipped embedded checkpoint (named in every checkpoint error).
 from dlmpaper.lm.embedded import RETRAIN_COMMAND  # noqa: E402  (one place for the recipe)
+
 #: Checksum file shipped next to the embedded checkpoint (``<sha256>  <filename>`` lines).
 from dlmpaper.provenance import MANIFEST_NAME, verify_manifest  # noqa: E402
 
@@ -175,6 +176,8 @@ REGISTRY: dict[str, ModelSpec] = {
 }
 
 _HUB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}$")
+
+
 def is_hub_id(name: str) -> bool:
     """True when ``name`` has the shape of a hub repository id (``org/name``)."""
     return bool(_HUB_ID_RE.match(name)) and "--" not in name and ".." not in name
@@ -218,9 +221,13 @@ def _read_local_config(path: Path) -> dict:
     try:
         config = json.loads((path / "config.json").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ModelNotFoundError(f"{path / 'config.json'} is not readable JSON ({exc}); restore or re-save the checkpoint") from exc
+        raise ModelNotFoundError(
+            f"{path / 'config.json'} is not readable JSON ({exc}); restore or re-save the checkpoint"
+        ) from exc
     if not isinstance(config, dict):
-        raise ModelNotFoundError(f"{path / 'config.json'} does not hold a JSON object; restore or re-save the checkpoint")
+        raise ModelNotFoundError(
+            f"{path / 'config.json'} does not hold a JSON object; restore or re-save the checkpoint"
+        )
     return config
 
 
@@ -259,7 +266,12 @@ def check_model_name(name_or_path: str | os.PathLike, *, spec: str | None = None
     )
 
 
-_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+_WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.txt", "vocab.json")
 
 
@@ -269,9 +281,14 @@ def _require_local_checkpoint(path: Path, *, embedded: bool) -> None:
     if embedded:
         fix = f"restore data/embedded_model from the repository (`git checkout -- data/embedded_model`) or rebuild it with `{RETRAIN_COMMAND}`"
         if not (path / "config.json").is_file():
-            raise ModelNotFoundError(f"the embedded model checkpoint is missing at {path} (no config.json). Fix: {fix}.")
+            raise ModelNotFoundError(
+                f"the embedded model checkpoint is missing at {path} (no config.json). Fix: {fix}."
+            )
     else:
-        fix = "pass a directory written by save_pretrained (config.json, weights, tokenizer), a hub id, or one of: " + _known_names()
+        fix = (
+            "pass a directory written by save_pretrained (config.json, weights, tokenizer), a hub id, or one of: "
+            + _known_names()
+        )
         if not (path / "config.json").is_file():
             raise ModelNotFoundError(f"{path} is not a Hugging Face model directory (no config.json). Fix: {fix}")
     missing = []
@@ -334,14 +351,11 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(
-                f"device={device!r} requested but CUDA is not available on this machine; "
-                "use device='cpu' (or 'auto')"
+                f"device={device!r} requested but CUDA is not available on this machine; use device='cpu' (or 'auto')"
             )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ValueError(f"device={device!r}: only {torch.cuda.device_count()} CUDA device(s) present")
-    elif dev.type == "mps" and not (
-        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
-    ):
+    elif dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ValueError(f"device={device!r} requested but MPS is not available; use device='cpu'")
     return dev
 
@@ -496,7 +510,9 @@ class DiffusionLM:
             return list(self.tokenizer(prompt, split_special_tokens=as_text)["input_ids"])
 
         def render(user: str, sys_text: str | None) -> str:
-            messages = ([{"role": "system", "content": sys_text}] if sys_text else []) + [{"role": "user", "content": user}]
+            messages = ([{"role": "system", "content": sys_text}] if sys_text else []) + [
+                {"role": "user", "content": user}
+            ]
             return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
         if not as_text:
@@ -505,7 +521,9 @@ class DiffusionLM:
         # usual and the user's texts with special-token strings split into ordinary pieces.
         sentinels = ("\u2063dlmpaper-system\u2063", "\u2063dlmpaper-user\u2063")
         template = render(sentinels[1], sentinels[0] if system else None)
-        trims = sentinels[1] in render(f" {sentinels[1]} ", None) and f" {sentinels[1]} " not in render(f" {sentinels[1]} ", None)
+        trims = sentinels[1] in render(f" {sentinels[1]} ", None) and f" {sentinels[1]} " not in render(
+            f" {sentinels[1]} ", None
+        )
         ids: list[int] = []
         for piece in re.split(f"({'|'.join(map(re.escape, sentinels))})", template):
             if piece in sentinels:
@@ -520,7 +538,9 @@ class DiffusionLM:
         """Strings the tokenizer maps to special ids (its special and added special tokens)."""
         if not hasattr(self, "_specials"):
             tok = self.tokenizer
-            added = [t.content for t in getattr(tok, "added_tokens_decoder", {}).values() if getattr(t, "special", False)]
+            added = [
+                t.content for t in getattr(tok, "added_tokens_decoder", {}).values() if getattr(t, "special", False)
+            ]
             self._specials = sorted(set(tok.all_special_tokens) | set(added))
         return self._specials
 
@@ -707,7 +727,10 @@ def _hub_config(source: str, hub_kwargs: dict[str, Any]) -> dict:
     from huggingface_hub import hf_hub_download
 
     path = hf_hub_download(
-        source, "config.json", revision=hub_kwargs.get("revision"), local_files_only=bool(hub_kwargs.get("local_files_only"))
+        source,
+        "config.json",
+        revision=hub_kwargs.get("revision"),
+        local_files_only=bool(hub_kwargs.get("local_files_only")),
     )
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
@@ -801,13 +824,17 @@ def load_model(
         if remote:
             from dlmpaper.lm.remote_code import load_remote_model
 
-            model, compat = load_remote_model(source, spec.name, dtype=torch_dtype, hub_kwargs=kwargs, model_kwargs=model_kwargs)
+            model, compat = load_remote_model(
+                source, spec.name, dtype=torch_dtype, hub_kwargs=kwargs, model_kwargs=model_kwargs
+            )
         else:
             auto_model = getattr(transformers, spec.auto_class)
             model = auto_model.from_pretrained(source, dtype=torch_dtype, **kwargs, **model_kwargs)
     except OSError as exc:
         if is_local:
-            raise ModelNotFoundError(f"{source}: loading failed ({exc.__class__.__name__}: {exc}). Fix: re-save or re-download the checkpoint.") from exc
+            raise ModelNotFoundError(
+                f"{source}: loading failed ({exc.__class__.__name__}: {exc}). Fix: re-save or re-download the checkpoint."
+            ) from exc
         raise _hub_error(source, f"download or cache lookup failed ({exc.__class__.__name__}: {exc})") from exc
     if device_map is None:
         model = model.to(dev)

@@ -80,7 +80,9 @@ def default_rope_parameters(config: Any = None, device: Any = None, seq_len: int
         dim = int(head_dim * getattr(config, "partial_rotary_factor", 1.0)) if head_dim else dim
     if base is None or dim is None:
         raise ValueError("default_rope_parameters needs a config with rope_theta/hidden_size/num_attention_heads")
-    inv_freq = 1.0 / (float(base) ** (torch.arange(0, dim, 2, dtype=torch.int64).to(device=device, dtype=torch.float) / dim))
+    inv_freq = 1.0 / (
+        float(base) ** (torch.arange(0, dim, 2, dtype=torch.int64).to(device=device, dtype=torch.float) / dim)
+    )
     return inv_freq, 1.0
 
 
@@ -253,8 +255,9 @@ def repair_rotary_state(model: torch.nn.Module, name: str) -> int:
 
 
 # --------------------------------------------------------------------------- loading
-def load_remote_model(source: str, name: str, *, dtype: torch.dtype, hub_kwargs: dict[str, Any],
-                      model_kwargs: dict[str, Any]) -> tuple[torch.nn.Module, list[str]]:
+def load_remote_model(
+    source: str, name: str, *, dtype: torch.dtype, hub_kwargs: dict[str, Any], model_kwargs: dict[str, Any]
+) -> tuple[torch.nn.Module, list[str]]:
     """Load a remote-code model with the compatibility steps; returns ``(model, steps applied)``.
 
     ``hub_kwargs`` (revision, local_files_only, trust_remote_code) go to the config, the class and the

@@ -43,8 +43,7 @@ from dlmpaper.core.trap import (
 )
 from dlmpaper.lm import families
 from dlmpaper.provenance import MANIFEST_NAME as MANIFEST
-from dlmpaper.provenance import ManifestError
-from dlmpaper.provenance import verify_manifest
+from dlmpaper.provenance import ManifestError, verify_manifest
 
 #: Where the shipped toy checkpoints live (one folder per language name).
 TOY_MODELS = paths.TOY_MODELS
@@ -97,7 +96,9 @@ def entropy_per_token(lang: ToyLanguage) -> float:
 # ------------------------------------------------------------------------------ model
 
 
-def toy_model_config(lang: ToyLanguage, hidden: int = 64, layers: int = 2, heads: int = 2, positions: int | None = None) -> BertConfig:
+def toy_model_config(
+    lang: ToyLanguage, hidden: int = 64, layers: int = 2, heads: int = 2, positions: int | None = None
+) -> BertConfig:
     """A tiny BERT config for ``lang``: vocab ``V + 2`` (tokens, mask, unused pad), bidirectional
     attention, learned *absolute* position embeddings (``L`` of them), tied embeddings, no dropout.
 
@@ -133,7 +134,9 @@ def check_toy_model(model, lang: ToyLanguage) -> None:
     if name is not None and name != lang.name:
         raise ValueError(f"model was trained on {name!r}, not {lang.name!r}; load the matching toy model")
     if cfg.vocab_size < lang.vocab_size + 1 or getattr(cfg, "mask_token_id", lang.mask_id) != lang.mask_id:
-        raise ValueError(f"model vocabulary ({cfg.vocab_size} ids) does not fit {lang.name}'s layout (mask id {lang.mask_id})")
+        raise ValueError(
+            f"model vocabulary ({cfg.vocab_size} ids) does not fit {lang.name}'s layout (mask id {lang.mask_id})"
+        )
 
 
 @torch.no_grad()
@@ -149,9 +152,12 @@ def toy_logits(model, ids: np.ndarray | torch.Tensor, chunk: int = 4096) -> torc
         pos = torch.arange(x.shape[1])[None]
         outs = []
         for a in range(0, x.shape[0], chunk):
-            xb = x[a:a + chunk]
-            outs.append(model(input_ids=xb, attention_mask=torch.ones_like(xb),
-                              position_ids=pos.expand(xb.shape[0], -1)).logits.float())
+            xb = x[a : a + chunk]
+            outs.append(
+                model(
+                    input_ids=xb, attention_mask=torch.ones_like(xb), position_ids=pos.expand(xb.shape[0], -1)
+                ).logits.float()
+            )
         return torch.cat(outs) if outs else torch.zeros(0, x.shape[1], model.config.vocab_size)
     finally:
         model.train(was_training)
@@ -160,8 +166,9 @@ def toy_logits(model, ids: np.ndarray | torch.Tensor, chunk: int = 4096) -> torc
 # --------------------------------------------------------------------------- objective
 
 
-def toy_loss(model, ids: torch.Tensor, mask_id: int, generator: torch.Generator, eps: float,
-          family: str = "masked") -> torch.Tensor:
+def toy_loss(
+    model, ids: torch.Tensor, mask_id: int, generator: torch.Generator, eps: float, family: str = "masked"
+) -> torch.Tensor:
     """The family's objective with the whole sequence as the response. Masked: LLaDA's, ``t``
     stratified over the batch (``t_b = (b + u_b) / B``: same expectation as i.i.d. ``t``, lower
     variance). Autoregressive: next-token CE after a start token (the mask id). Continuous:
@@ -173,7 +180,9 @@ def toy_loss(model, ids: torch.Tensor, mask_id: int, generator: torch.Generator,
         full_resp = torch.cat([torch.zeros(B, 1, dtype=torch.bool), resp], dim=1)
         return families.ar_loss(model, full, torch.ones_like(full), torch.arange(L + 1)[None].expand(B, -1), full_resp)
     if family == "continuous":
-        return families.continuous_loss(model, ids, torch.ones_like(ids), torch.arange(L)[None].expand(B, -1), resp, generator)
+        return families.continuous_loss(
+            model, ids, torch.ones_like(ids), torch.arange(L)[None].expand(B, -1), resp, generator
+        )
     t = (torch.arange(B, dtype=torch.float32) + torch.rand(B, generator=generator)) / B
     batch = corrupt(ids, resp, mask_id, generator, eps=eps, t=t)
     pos = torch.arange(L)[None].expand(B, -1)
@@ -182,8 +191,9 @@ def toy_loss(model, ids: torch.Tensor, mask_id: int, generator: torch.Generator,
 
 
 @torch.no_grad()
-def evaluation_loss(model, lang: ToyLanguage, n: int = 4096, seed: int = 12345, eps: float = DEFAULT_EPS,
-                    family: str = "masked") -> float:
+def evaluation_loss(
+    model, lang: ToyLanguage, n: int = 4096, seed: int = 12345, eps: float = DEFAULT_EPS, family: str = "masked"
+) -> float:
     """LLaDA's objective on ``n`` fresh samples with fixed masks (seeded): the card's final loss,
     comparable to :func:`entropy_per_token`."""
     was_training = model.training
@@ -273,7 +283,10 @@ def toy_models_for(langs: list[ToyLanguage], models: Mapping | None, root: Path 
 
 def family_model_dir(lang: ToyLanguage | str, family: str, root: Path | None = None) -> Path:
     """``data/family_models/<lang.name>-<family>`` (or under ``root``)."""
-    return Path(root if root is not None else paths.FAMILY_MODELS) / f"{toy_language(lang).name}-{families.check_family(family)}"
+    return (
+        Path(root if root is not None else paths.FAMILY_MODELS)
+        / f"{toy_language(lang).name}-{families.check_family(family)}"
+    )
 
 
 def load_toy_family_model(lang: ToyLanguage | str, family: str, root: Path | None = None):
@@ -283,7 +296,8 @@ def load_toy_family_model(lang: ToyLanguage | str, family: str, root: Path | Non
         return load_toy_model(lang)
     directory = family_model_dir(lang, family, root)
     if not (directory / families.FAMILY_JSON).exists():
-        raise FileNotFoundError(f"no {family} toy model in {directory}; train and ship it with "
-                                f"`{TOY_RETRAIN_COMMAND} --families {family}`")
+        raise FileNotFoundError(
+            f"no {family} toy model in {directory}; train and ship it with `{TOY_RETRAIN_COMMAND} --families {family}`"
+        )
     fix = f"retrain and ship it with `{TOY_RETRAIN_COMMAND} --families {family}` (or restore the file from git)"
     return families.load_family_model(directory, fix=fix)[1]

@@ -13,9 +13,8 @@ import json
 import platform
 from pathlib import Path
 
-import pandas as pd
-
 import matplotlib
+import pandas as pd
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -37,8 +36,12 @@ GOALS = {
 }
 
 
-def _loss_curve(log: list[dict], target: Path, ylabel: str = "SFT loss (LLaDA objective)",
-                title: str = "embedded model: training loss") -> None:
+def _loss_curve(
+    log: list[dict],
+    target: Path,
+    ylabel: str = "SFT loss (LLaDA objective)",
+    title: str = "embedded model: training loss",
+) -> None:
     plotting.use_style()
     fig, ax = plt.subplots(figsize=(5, 3))
     ax.plot([r["step"] for r in log], [r["loss"] for r in log], lw=1)
@@ -69,7 +72,13 @@ def write_card(run_dir: Path, model_dir: Path, command: str, extra_numbers: dict
     ce_rows = [("mask ratio", "model CE (nats)", "unigram CE (nats)")]
     for ratio in (25, 50, 75):
         if f"ce_mask{ratio}" in last:
-            ce_rows.append((f"0.{ratio}", f"{last[f'ce_mask{ratio}']:.3f}", f"{last.get(f'unigram_ce_mask{ratio}', float('nan')):.3f}"))
+            ce_rows.append(
+                (
+                    f"0.{ratio}",
+                    f"{last[f'ce_mask{ratio}']:.3f}",
+                    f"{last.get(f'unigram_ce_mask{ratio}', float('nan')):.3f}",
+                )
+            )
     goal_rows = [("measure", "value", "goal", "met")]
     for key, (label, goal) in GOALS.items():
         if key in last:
@@ -99,13 +108,13 @@ every answer starts "The word X ...". Held-out prompts share no headword with tr
 ## Architecture and training
 | | |
 |---|---|
-| backbone | ModernBERT (transformers-native), {model_cfg['num_hidden_layers']} layers, hidden {model_cfg['hidden_size']}, {model_cfg['num_attention_heads']} heads, all global attention, RoPE |
-| vocabulary | {model_cfg['vocab_size']} (byte-level BPE; `<|mdm_mask|>` mask, `<|endoftext|>` EOS/pad, `<|eot_id|>` end of turn) |
+| backbone | ModernBERT (transformers-native), {model_cfg["num_hidden_layers"]} layers, hidden {model_cfg["hidden_size"]}, {model_cfg["num_attention_heads"]} heads, all global attention, RoPE |
+| vocabulary | {model_cfg["vocab_size"]} (byte-level BPE; `<|mdm_mask|>` mask, `<|endoftext|>` EOS/pad, `<|eot_id|>` end of turn) |
 | parameters | {n_params:,} |
-| steps x batch | {state['step']:,} x {cfg['batch_size']} (lr {cfg['lr']}, AdamW, warm-up {cfg['warmup']}, then constant) |
-| tokens seen | {state['tokens_seen']:,} |
-| response region | {cfg['response_length']} tokens (answer, `<|eot_id|>`, EOS padding); shorter regions in {1 - cfg['full_length_share']:.0%} of batches |
-| wall time | {hours:.2f} h of training steps on {cfg.get('extra', {}).get('hardware') or platform.machine()} ({cfg.get('extra', {}).get('device', 'cpu')}, {cfg.get('extra', {}).get('threads', '?')} threads) |
+| steps x batch | {state["step"]:,} x {cfg["batch_size"]} (lr {cfg["lr"]}, AdamW, warm-up {cfg["warmup"]}, then constant) |
+| tokens seen | {state["tokens_seen"]:,} |
+| response region | {cfg["response_length"]} tokens (answer, `<|eot_id|>`, EOS padding); shorter regions in {1 - cfg["full_length_share"]:.0%} of batches |
+| wall time | {hours:.2f} h of training steps on {cfg.get("extra", {}).get("hardware") or platform.machine()} ({cfg.get("extra", {}).get("device", "cpu")}, {cfg.get("extra", {}).get("threads", "?")} threads) |
 
 Command (reproduces this checkpoint; training resumes from `runs/embedded` if present). The shipped
 run was trained in resumable pieces (time limits, 1-2 CPU threads); batches and masks depend only on
@@ -117,7 +126,7 @@ run was trained in resumable pieces (time limits, 1-2 CPU threads); batches and 
 
 ![training loss](loss_curve.png)
 
-## Held-out evaluation of this checkpoint (step {state['step']})
+## Held-out evaluation of this checkpoint (step {state["step"]})
 Masked-token cross-entropy at fixed mask ratios on held-out pairs (response region of 128, EOS padding included):
 
 {_table(ce_rows)}
@@ -136,13 +145,18 @@ History:
 
 
 FAMILY_TEXT = {
-    "autoregressive": ("An **autoregressive** LM: the embedded model's ModernBERT backbone with a causal "
-                       "attention mask, trained with next-token cross-entropy on the response region",
-                       "next-token cross-entropy (nats)"),
-    "continuous": ("A **continuous (embedding-space) diffusion** LM in the style of CDCD (arXiv 2211.15089): "
-                   "Gaussian noise (cosine schedule) on L2-normalised learned embeddings, the backbone predicts "
-                   "x_0 and is trained with cross-entropy on x_0 (Diffusion-LM's rounding term); DDIM sampling "
-                   "with score interpolation", "x_0 cross-entropy (nats)"),
+    "autoregressive": (
+        "An **autoregressive** LM: the embedded model's ModernBERT backbone with a causal "
+        "attention mask, trained with next-token cross-entropy on the response region",
+        "next-token cross-entropy (nats)",
+    ),
+    "continuous": (
+        "A **continuous (embedding-space) diffusion** LM in the style of CDCD (arXiv 2211.15089): "
+        "Gaussian noise (cosine schedule) on L2-normalised learned embeddings, the backbone predicts "
+        "x_0 and is trained with cross-entropy on x_0 (Diffusion-LM's rounding term); DDIM sampling "
+        "with score interpolation",
+        "x_0 cross-entropy (nats)",
+    ),
 }
 
 
@@ -164,11 +178,11 @@ and the same backbone size. Load it with `dlmpaper.lm.families.load_family_model
 
 | | |
 |---|---|
-| backbone | ModernBERT, {model_cfg['num_hidden_layers']} layers, hidden {model_cfg['hidden_size']}, {model_cfg['num_attention_heads']} heads |
+| backbone | ModernBERT, {model_cfg["num_hidden_layers"]} layers, hidden {model_cfg["hidden_size"]}, {model_cfg["num_attention_heads"]} heads |
 | parameters | {n_params:,} |
-| steps x batch | {state['step']:,} x {cfg['batch_size']} (lr {cfg['lr']}, AdamW, warm-up {cfg['warmup']}, then constant) |
-| tokens seen | {state['tokens_seen']:,} |
-| wall time | {state['seconds'] / 3600:.2f} h of training steps on {cfg.get('extra', {}).get('hardware') or platform.machine()} ({cfg.get('extra', {}).get('threads', '?')} threads) |
+| steps x batch | {state["step"]:,} x {cfg["batch_size"]} (lr {cfg["lr"]}, AdamW, warm-up {cfg["warmup"]}, then constant) |
+| tokens seen | {state["tokens_seen"]:,} |
+| wall time | {state["seconds"] / 3600:.2f} h of training steps on {cfg.get("extra", {}).get("hardware") or platform.machine()} ({cfg.get("extra", {}).get("threads", "?")} threads) |
 
 ```
 {command}
@@ -176,8 +190,8 @@ and the same backbone size. Load it with `dlmpaper.lm.families.load_family_model
 
 ![training loss](loss_curve.png)
 
-## Held-out evaluation (step {state['step']})
-On the first {cfg['eval_pairs']} held-out pairs, response region of {cfg['response_length']} tokens (the answer,
+## Held-out evaluation (step {state["step"]})
+On the first {cfg["eval_pairs"]} held-out pairs, response region of {cfg["response_length"]} tokens (the answer,
 `<|eot_id|>` and EOS padding, which is easy to predict and lifts every number here):
 
 {_table(rows)}
@@ -243,31 +257,54 @@ def toy_card(lang: ToyLanguage, info: dict, rates: pd.DataFrame | None) -> str:
             "",
         ]
     if rates is not None and len(rates):
-        t = rates.pivot_table(index=["order", "tokens_per_step"], columns="marginals", values="invalid_exact").reset_index()
-        lines += ["Invalid rate vs tokens per step k (exact recursion over the decoder's states):", "",
-                  "| order | k | exact marginals | trained marginals |", "|---|---|---|---|"]
+        t = rates.pivot_table(
+            index=["order", "tokens_per_step"], columns="marginals", values="invalid_exact"
+        ).reset_index()
+        lines += [
+            "Invalid rate vs tokens per step k (exact recursion over the decoder's states):",
+            "",
+            "| order | k | exact marginals | trained marginals |",
+            "|---|---|---|---|",
+        ]
         for r in t.itertuples(index=False):
-            lines.append(f"| {r.order} | {r.tokens_per_step} | {getattr(r, 'exact'):.4f} | {getattr(r, 'trained'):.4f} |")
+            lines.append(
+                f"| {r.order} | {r.tokens_per_step} | {getattr(r, 'exact'):.4f} | {getattr(r, 'trained'):.4f} |"
+            )
         lines.append("")
-    lines += ["Files: `config.json`, `model.safetensors`, `training.json`, this card; `MANIFEST.sha256` is "
-              "checked by `dlmpaper.lm.toymodels.load_toy_model`.", ""]
+    lines += [
+        "Files: `config.json`, `model.safetensors`, `training.json`, this card; `MANIFEST.sha256` is "
+        "checked by `dlmpaper.lm.toymodels.load_toy_model`.",
+        "",
+    ]
     return "\n".join(lines)
 
 
 def toy_family_card(lang: ToyLanguage, family: str, info: dict, command: str) -> str:
     """The ``README.md`` of a shipped autoregressive / continuous toy model
     (``dlmpaper.train.toy.ship_family_model``)."""
-    what = {"autoregressive": "the same tiny BERT with a causal attention mask, next-token cross-entropy after a start token",
-            "continuous": "a CDCD-style embedding diffusion LM on the same tiny BERT (16-dim normalised embeddings, cosine "
-                          "Gaussian schedule, cross-entropy on x_0; `dlmpaper.lm.families`)"}[family]
-    floor = (f" (floor for this loss: entropy per token {info['entropy_per_token']:.4f})" if family == "autoregressive"
-             else " (x_0 cross-entropy averaged over t; not a likelihood)")
-    return "\n".join([
-        f"# Toy {family} LM: `{lang.name}`", "",
-        f"{what}, trained on samples of the exact toy language `{lang.name}` ({lang.description}).",
-        "Used by notebook 02_five_properties (property L2: invalid-sequence rate at matched compute).", "",
-        f"- command: `{command}`",
-        "- " + ", ".join(f"{k}={v}" for k, v in info["config"].items()),
-        f"- parameters: {info['parameters']:,}; training took {info['seconds']:.0f} s on one CPU thread",
-        f"- evaluation loss (4096 fresh samples): {info['eval_loss']:.4f}{floor}", "",
-        "Weights: MIT, like the code. `MANIFEST.sha256` is checked by `dlmpaper.lm.toymodels.load_toy_family_model`.", ""])
+    what = {
+        "autoregressive": "the same tiny BERT with a causal attention mask, next-token cross-entropy after a start token",
+        "continuous": "a CDCD-style embedding diffusion LM on the same tiny BERT (16-dim normalised embeddings, cosine "
+        "Gaussian schedule, cross-entropy on x_0; `dlmpaper.lm.families`)",
+    }[family]
+    floor = (
+        f" (floor for this loss: entropy per token {info['entropy_per_token']:.4f})"
+        if family == "autoregressive"
+        else " (x_0 cross-entropy averaged over t; not a likelihood)"
+    )
+    return "\n".join(
+        [
+            f"# Toy {family} LM: `{lang.name}`",
+            "",
+            f"{what}, trained on samples of the exact toy language `{lang.name}` ({lang.description}).",
+            "Used by notebook 02_five_properties (property L2: invalid-sequence rate at matched compute).",
+            "",
+            f"- command: `{command}`",
+            "- " + ", ".join(f"{k}={v}" for k, v in info["config"].items()),
+            f"- parameters: {info['parameters']:,}; training took {info['seconds']:.0f} s on one CPU thread",
+            f"- evaluation loss (4096 fresh samples): {info['eval_loss']:.4f}{floor}",
+            "",
+            "Weights: MIT, like the code. `MANIFEST.sha256` is checked by `dlmpaper.lm.toymodels.load_toy_family_model`.",
+            "",
+        ]
+    )

@@ -32,13 +32,15 @@ import numpy as np
 import torch
 
 from dlmpaper import paths
-from dlmpaper.lm import embedded
-from dlmpaper.corpora import general as general_corpus
 from dlmpaper.analyses.probe import content_token_sets
-from dlmpaper.core.stats import bootstrap_statistic, spearman
 from dlmpaper.core.objectives import left_padded_positions
+from dlmpaper.core.stats import bootstrap_statistic, spearman
+from dlmpaper.corpora import general as general_corpus
+from dlmpaper.lm import embedded
 
 PROBE_MASKS = 128
+
+
 @torch.no_grad()
 def probe_top3(model, tokenizer, prompts: list[str], masks: int = PROBE_MASKS, batch_size: int = 32) -> torch.Tensor:
     """Top-3 token ids (n_prompts, masks, 3) at the mask positions after each prompt, one forward pass (§4)."""
@@ -48,7 +50,9 @@ def probe_top3(model, tokenizer, prompts: list[str], masks: int = PROBE_MASKS, b
     model.eval()
     out = []
     for start in range(0, len(prompts), batch_size):
-        encoded = tokenizer([embedded.render_prompt(p) for p in prompts[start : start + batch_size]], add_special_tokens=False)["input_ids"]
+        encoded = tokenizer(
+            [embedded.render_prompt(p) for p in prompts[start : start + batch_size]], add_special_tokens=False
+        )["input_ids"]
         width = max(len(e) for e in encoded)
         ids = torch.tensor([[eos] * (width - len(e)) + e + [mask_id] * masks for e in encoded])
         attn = torch.tensor([[0] * (width - len(e)) + [1] * (len(e) + masks) for e in encoded])
@@ -66,7 +70,9 @@ def first_pieces(tokenizer, word: str) -> set[int]:
 
 def _hits(top3: torch.Tensor, targets: list[set[int]], window: tuple[int, int]) -> np.ndarray:
     lo, hi = window
-    return np.array([bool(set(top3[i, lo - 1 : hi].flatten().tolist()) & targets[i]) for i in range(len(targets))], dtype=float)
+    return np.array(
+        [bool(set(top3[i, lo - 1 : hi].flatten().tolist()) & targets[i]) for i in range(len(targets))], dtype=float
+    )
 
 
 def end_dominance(top3: torch.Tensor, eos: int) -> np.ndarray:
@@ -106,7 +112,11 @@ def evaluate_goals(model, tokenizer, heldout: list[dict], n_general: int = 256, 
     copy = _hits(top3[keep], [own[i] for i in keep], (1, 8))
     copy_mis = _hits(top3[keep], mismatched, (1, 8))
     result = {"n_general": len(keep)}
-    for key, values in (("copy_1_8", copy), ("copy_1_8_mismatched", copy_mis), ("copy_1_8_minus_mismatched", copy - copy_mis)):
+    for key, values in (
+        ("copy_1_8", copy),
+        ("copy_1_8_mismatched", copy_mis),
+        ("copy_1_8_minus_mismatched", copy - copy_mis),
+    ):
         result[key], result[key + "_lo"], result[key + "_hi"] = bootstrap_statistic(values)
     eos_far = (top3[:, 96:128, 0] == eos).float().mean(dim=1).numpy()
     eos_near = (top3[:, 0:16, 0] == eos).float().mean(dim=1).numpy()
@@ -114,7 +124,9 @@ def evaluate_goals(model, tokenizer, heldout: list[dict], n_general: int = 256, 
         result[key], result[key + "_lo"], result[key + "_hi"] = bootstrap_statistic(values)
     lengths = [len(ids) for ids in tokenizer([r["response"] for r in general], add_special_tokens=False)["input_ids"]]
     pairs = np.stack([end_dominance(top3, eos), np.array(lengths)], axis=1).astype(float)
-    result["end_length_rho"], result["end_length_rho_lo"], result["end_length_rho_hi"] = bootstrap_statistic(pairs, stat=spearman)
+    result["end_length_rho"], result["end_length_rho_lo"], result["end_length_rho_hi"] = bootstrap_statistic(
+        pairs, stat=spearman
+    )
     invented = invented_prompts()
     top3_inv = probe_top3(model, tokenizer, [p for p, _ in invented], masks)
     words = [first_pieces(tokenizer, w) for _, w in invented]
@@ -128,8 +140,12 @@ def evaluate_goals(model, tokenizer, heldout: list[dict], n_general: int = 256, 
 
 
 GOALS = {  # (measure, comparison, threshold)
-    "copy_1_8": (">=", 0.50), "copy_1_8_minus_mismatched": (">=", 0.30), "invented_1_8": (">=", 0.50),
-    "eos_97_128": (">=", 0.90), "eos_1_16": ("<=", 0.10), "end_length_rho": (">", 0.0),
+    "copy_1_8": (">=", 0.50),
+    "copy_1_8_minus_mismatched": (">=", 0.30),
+    "invented_1_8": (">=", 0.50),
+    "eos_97_128": (">=", 0.90),
+    "eos_1_16": ("<=", 0.10),
+    "end_length_rho": (">", 0.0),
 }
 
 
@@ -145,7 +161,9 @@ def summary(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dlmpaper.train.goals", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, default=paths.RUNS / "general" / "model", help="a Hugging Face model directory")
+    parser.add_argument(
+        "--model", type=Path, default=paths.RUNS / "general" / "model", help="a Hugging Face model directory"
+    )
     parser.add_argument("--n-general", type=int, default=256)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")

@@ -47,13 +47,11 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForMaskedLM, AutoTokenizer, ModernBertForMaskedLM
 
 from dlmpaper import guards, paths
-from dlmpaper.corpora import wordnet as corpus
-from dlmpaper.lm import embedded
-from dlmpaper.lm import families
-from dlmpaper.lm.embedded import EncodedPairs, encode_pairs, make_batch
-from dlmpaper.provenance import MANIFEST_NAME, ManifestError, verify_manifest, write_manifest
-from dlmpaper.provenance import sha256_file
 from dlmpaper.core.objectives import corrupt, left_padded_positions, masked_logits, sft_loss
+from dlmpaper.corpora import wordnet as corpus
+from dlmpaper.lm import embedded, families
+from dlmpaper.lm.embedded import EncodedPairs, encode_pairs, make_batch
+from dlmpaper.provenance import MANIFEST_NAME, ManifestError, sha256_file, verify_manifest, write_manifest
 
 RETRAIN_COMMAND = embedded.RETRAIN_COMMAND
 
@@ -93,7 +91,6 @@ def load_corpus(name: str, split: str) -> list[dict]:
     if name not in CORPORA:
         raise ValueError(f"corpus must be one of {CORPORA}, got {name!r}")
     return corpus.load_split(split, paths.CORPUS_DIR if name == "wordnet" else paths.GENERAL_CORPUS_DIR)
-
 
 
 def _save_tokenizer(tokenizer, directory: Path) -> None:
@@ -231,7 +228,9 @@ def read_state(out: Path) -> dict:
 
 
 @torch.no_grad()
-def evaluate(model, tokenizer, heldout: list[dict], cfg: TrainConfig, unigram: np.ndarray | None = None, batch_size: int = 32) -> dict:
+def evaluate(
+    model, tokenizer, heldout: list[dict], cfg: TrainConfig, unigram: np.ndarray | None = None, batch_size: int = 32
+) -> dict:
     """Held-out numbers for the training card (issue "embedded model", Quality):
 
     - masked-token cross-entropy (nats) at fixed mask ratios 0.25 / 0.5 / 0.75, next to the unigram baseline;
@@ -289,7 +288,9 @@ def evaluate(model, tokenizer, heldout: list[dict], cfg: TrainConfig, unigram: n
     if cfg.corpus == "general":  # the probe goals (copy, invented words, EOS shape, length)
         from dlmpaper.train.goals import evaluate_goals
 
-        result.update({k: v for k, v in evaluate_goals(model, tokenizer, heldout).items() if not k.endswith(("_lo", "_hi"))})
+        result.update(
+            {k: v for k, v in evaluate_goals(model, tokenizer, heldout).items() if not k.endswith(("_lo", "_hi"))}
+        )
     model.train()
     return result
 
@@ -376,13 +377,17 @@ class Run:
         if self.checkpoint is None:
             torch.manual_seed(cfg.seed)
             max_len = max(256, cfg.response_length + 128)  # prompt + response region (default: 256)
-            self.model = ModernBertForMaskedLM(embedded.model_config(len(self.tokenizer), cfg.hidden, cfg.layers, cfg.heads, max_len))
+            self.model = ModernBertForMaskedLM(
+                embedded.model_config(len(self.tokenizer), cfg.hidden, cfg.layers, cfg.heads, max_len)
+            )
             if cfg.family == "continuous":
                 self.model = families.EmbeddingDiffusionLM(self.model)
         else:
             self.model = self._resume(self._load_model, saved)
         self.model.to(self.device).train()
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98)
+        )
         self.state = {"step": 0, "tokens_seen": 0, "seconds": 0.0, "log": [], "evals": []}
         if self.checkpoint is not None:
             self._resume(self._load_training_state)
@@ -463,7 +468,9 @@ class Run:
         family = self.cfg.family
         if family == "masked":
             batch = corrupt(ids, resp, self.mask_id, gen, eps=self.cfg.eps)
-            batch.noisy_ids, batch.masked, batch.p_mask = (x.to(self.device) for x in (batch.noisy_ids, batch.masked, batch.p_mask))
+            batch.noisy_ids, batch.masked, batch.p_mask = (
+                x.to(self.device) for x in (batch.noisy_ids, batch.masked, batch.p_mask)
+            )
         ids, attn, resp = ids.to(self.device), attn.to(self.device), resp.to(self.device)
         positions = left_padded_positions(attn)
         if family == "autoregressive":
@@ -484,7 +491,9 @@ class Run:
             bar.update(1)
             step = self.state["step"]
             if step % 50 == 0:
-                self.state["log"].append({"step": step, "loss": float(np.mean(losses)), "seconds": round(self.state["seconds"], 1)})
+                self.state["log"].append(
+                    {"step": step, "loss": float(np.mean(losses)), "seconds": round(self.state["seconds"], 1)}
+                )
                 bar.set_postfix(loss=f"{np.mean(losses):.3f}")
                 losses = []
             if step % eval_every == 0 or step == until_step:
@@ -538,7 +547,9 @@ def seed_run_from_snapshot(snapshot: Path, out: Path) -> TrainConfig:
         raise CheckpointError(f"{out} already holds a run; resume it without --init-from, or pick a new --out")
     for name in ("train_config.json", "state.json", "config.json", "tokenizer.json"):
         if not (snapshot / name).is_file():
-            raise CheckpointError(f"{snapshot} is not a training snapshot (no {name}); pass a folder written by --snapshot")
+            raise CheckpointError(
+                f"{snapshot} is not a training snapshot (no {name}); pass a folder written by --snapshot"
+            )
     verify_manifest(snapshot, fix=f"restore {snapshot} from git")
     cfg = TrainConfig(**json.loads((snapshot / "train_config.json").read_text()))
     state = json.loads((snapshot / "state.json").read_text())
@@ -560,15 +571,17 @@ def seed_run_from_snapshot(snapshot: Path, out: Path) -> TrainConfig:
 def generation_numbers(model_dir: Path, n_prompts: int = 32) -> dict:
     """Adjacent-duplicate-token rate of answers to held-out prompts at 1 and 8 tokens per step
     (LLaDA's low-confidence sampler, blocks of 32, 64 new tokens)."""
-    from dlmpaper.lm.models import load_model
     from dlmpaper.core.sampling import adjacent_duplicate_rate, generate
+    from dlmpaper.lm.models import load_model
 
     model = load_model(str(model_dir))
     prompts = [r["prompt"] for r in corpus.load_split("heldout") if r["task"] == "tell"][:n_prompts]
     numbers = {}
     for k in (1, 8):
         result = generate(model, prompts, gen_length=64, block_length=32, tokens_per_step=k, progress=False)
-        numbers[f"adjacent_duplicate_rate_k{k}"] = float(np.nanmean(adjacent_duplicate_rate(result.tokens, model.end_ids)))
+        numbers[f"adjacent_duplicate_rate_k{k}"] = float(
+            np.nanmean(adjacent_duplicate_rate(result.tokens, model.end_ids))
+        )
     return numbers
 
 
@@ -597,13 +610,17 @@ def check_export_target(target: Path, family: str) -> None:
         return
     manifest = target / MANIFEST_NAME
     if not manifest.is_file():
-        raise ExportError(f"--export {target} is not empty and holds no earlier export ({MANIFEST_NAME} missing); "
-                          f"refusing to replace it: {hint}")
+        raise ExportError(
+            f"--export {target} is not empty and holds no earlier export ({MANIFEST_NAME} missing); "
+            f"refusing to replace it: {hint}"
+        )
     listed = {line.split(maxsplit=1)[1].strip() for line in manifest.read_text().splitlines() if len(line.split()) == 2}
     extra = sorted(p.name for p in target.iterdir() if p.name not in listed | {MANIFEST_NAME})
     if extra:
-        raise ExportError(f"--export {target} holds files that are not part of an export ({', '.join(extra[:5])}); "
-                          f"refusing to replace them: move them away or {hint}")
+        raise ExportError(
+            f"--export {target} holds files that are not part of an export ({', '.join(extra[:5])}); "
+            f"refusing to replace them: move them away or {hint}"
+        )
     kind = _export_kind(target)
     if kind != family:
         raise ExportError(f"--export {target} holds a {kind or 'unrecognised'} model, this run is {family}; {hint}")
@@ -620,7 +637,9 @@ def export(run_dir: Path, target: Path, command: str) -> None:
     check_export_target(target, cfg.family)
     folder = checkpoint_dir(run_dir)
     if folder is None:
-        raise CheckpointError(f"{run_dir} holds no checkpoint yet; train first (python -m dlmpaper.train --out {run_dir})")
+        raise CheckpointError(
+            f"{run_dir} holds no checkpoint yet; train first (python -m dlmpaper.train --out {run_dir})"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     for stale in target.parent.glob(f".{target.name}.export-*"):  # left by a killed export
         shutil.rmtree(stale, ignore_errors=True)
@@ -628,8 +647,9 @@ def export(run_dir: Path, target: Path, command: str) -> None:
     try:
         # the other families use the embedded model's tokenizer: ship only their weights and config
         tokenizer_files = shutil.ignore_patterns("tokenizer*", "chat_template.jinja", "special_tokens_map.json")
-        shutil.copytree(folder / "model", staging, ignore=None if cfg.family == "masked" else tokenizer_files,
-                        dirs_exist_ok=True)
+        shutil.copytree(
+            folder / "model", staging, ignore=None if cfg.family == "masked" else tokenizer_files, dirs_exist_ok=True
+        )
         run = Run(run_dir, cfg)
         numbers = evaluate(run.model, run.tokenizer, run.heldout, cfg, run.unigram)
         if cfg.family == "masked":
@@ -646,21 +666,39 @@ def export(run_dir: Path, target: Path, command: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dlmpaper.train", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--family", choices=families.FAMILIES, default="masked",
-                        help="objective and sampler family (notebook 02); the embedded model is 'masked'")
-    parser.add_argument("--preset", choices=["embedded"], default=None,
-                        help="the shipped recipe: train in runs/embedded (resuming), then export to data/embedded_model")
-    parser.add_argument("--out", type=Path, default=paths.RUNS / "embedded", help="run directory (resumed if it exists)")
+    parser.add_argument(
+        "--family",
+        choices=families.FAMILIES,
+        default="masked",
+        help="objective and sampler family (notebook 02); the embedded model is 'masked'",
+    )
+    parser.add_argument(
+        "--preset",
+        choices=["embedded"],
+        default=None,
+        help="the shipped recipe: train in runs/embedded (resuming), then export to data/embedded_model",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=paths.RUNS / "embedded", help="run directory (resumed if it exists)"
+    )
     parser.add_argument("--steps", type=int, default=TrainConfig.steps)
     parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     parser.add_argument("--lr", type=float, default=TrainConfig.lr)
     parser.add_argument("--hidden", type=int, default=TrainConfig.hidden)
     parser.add_argument("--layers", type=int, default=TrainConfig.layers)
     parser.add_argument("--heads", type=int, default=TrainConfig.heads)
-    parser.add_argument("--corpus", choices=CORPORA, default=TrainConfig.corpus,
-                        help="training corpus of a new run (a resumed run keeps its own): wordnet, or general")
-    parser.add_argument("--response-length", type=int, default=TrainConfig.response_length,
-                        help="response region of a new run in tokens (the probe uses 128 masks)")
+    parser.add_argument(
+        "--corpus",
+        choices=CORPORA,
+        default=TrainConfig.corpus,
+        help="training corpus of a new run (a resumed run keeps its own): wordnet, or general",
+    )
+    parser.add_argument(
+        "--response-length",
+        type=int,
+        default=TrainConfig.response_length,
+        help="response region of a new run in tokens (the probe uses 128 masks)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -670,11 +708,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save-every", type=int, default=200)
     parser.add_argument("--time-limit", type=float, default=None, help="minutes; stop cleanly (resumable) after this")
     parser.add_argument("--evaluate", action="store_true", help="only evaluate the run's current model")
-    parser.add_argument("--init-from", type=Path, default=None,
-                        help="start a new --out from a training snapshot (its weights and step; fresh AdamW)")
-    parser.add_argument("--snapshot", type=Path, default=None,
-                        help="write the run's current model as a training snapshot here (e.g. data/training_snapshots/general)")
-    parser.add_argument("--export", type=Path, default=None, help="copy the run's model + card here (e.g. data/embedded_model)")
+    parser.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        help="start a new --out from a training snapshot (its weights and step; fresh AdamW)",
+    )
+    parser.add_argument(
+        "--snapshot",
+        type=Path,
+        default=None,
+        help="write the run's current model as a training snapshot here (e.g. data/training_snapshots/general)",
+    )
+    parser.add_argument(
+        "--export", type=Path, default=None, help="copy the run's model + card here (e.g. data/embedded_model)"
+    )
     args = parser.parse_args(argv)
     for name in ("steps", "batch_size", "eval_every", "save_every", "eval_pairs"):
         if getattr(args, name) < 1:
@@ -701,8 +749,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         signum = interrupted.get("signal", signal.SIGINT)
-        print(f"interrupted by {signal.Signals(signum).name}: the last checkpoint in {args.out} is intact; "
-              "resume with the same command", file=sys.stderr)
+        print(
+            f"interrupted by {signal.Signals(signum).name}: the last checkpoint in {args.out} is intact; "
+            "resume with the same command",
+            file=sys.stderr,
+        )
         return 128 + signum
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -720,7 +771,11 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             parser.error(f"{args.out} holds no training run (no config.json); train first or fix --out")
         saved_family = json.loads((args.out / "config.json").read_text()).get("family", "masked")
         step = read_state(args.out)["step"]
-        command = RETRAIN_COMMAND if saved_family == "masked" else f"python -m dlmpaper.train --family {saved_family} --out {args.out}"
+        command = (
+            RETRAIN_COMMAND
+            if saved_family == "masked"
+            else f"python -m dlmpaper.train --family {saved_family} --out {args.out}"
+        )
         export(args.out, args.export, f"{command} --steps {step}")
         print(f"exported {args.out} -> {args.export}")
         return 0
@@ -735,7 +790,11 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         cfg.heads, cfg.corpus, cfg.response_length = args.heads, args.corpus, args.response_length
     elif cfg.family != args.family:
         parser.error(f"{args.out} holds a {cfg.family!r} run; pass --family {cfg.family} or another --out")
-    cfg.extra = {"device": args.device, "hardware": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
+    cfg.extra = {
+        "device": args.device,
+        "hardware": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+    }
     run = Run(args.out, cfg, args.device)
     if args.evaluate:
         print(json.dumps(evaluate(run.model, run.tokenizer, run.heldout, cfg, run.unigram), indent=1))

@@ -37,9 +37,9 @@ from dlmpaper.core.trap import ToyLanguage
 from dlmpaper.lm import families
 from dlmpaper.lm.toymodels import (
     MANIFEST,
-    TOY_RETRAIN_COMMAND,
     TOY_LANGUAGES,
     TOY_MODELS,
+    TOY_RETRAIN_COMMAND,
     TRAINING_JSON,
     check_toy_model,
     entropy_per_token,
@@ -114,8 +114,18 @@ def train_toy_model(
     families.check_family(family)
     if steps < 0 or batch_size < 1 or log_every < 1:
         raise ValueError("steps must be >= 0, batch_size and log_every >= 1")
-    cfg = ToyTrainConfig(steps=steps, batch_size=batch_size, hidden=hidden, layers=layers, heads=heads,
-                         lr=lr, warmup=warmup, weight_decay=weight_decay, eps=eps, seed=seed)
+    cfg = ToyTrainConfig(
+        steps=steps,
+        batch_size=batch_size,
+        hidden=hidden,
+        layers=layers,
+        heads=heads,
+        lr=lr,
+        warmup=warmup,
+        weight_decay=weight_decay,
+        eps=eps,
+        seed=seed,
+    )
     old_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
@@ -159,17 +169,28 @@ def train_toy_model(
             bar.close()
         model.eval()
         log = pd.DataFrame(rows, columns=["step", "loss", "lr"])
-        log.attrs.update(language=lang.name, family=family, config=asdict(cfg),
-                         eval_loss=evaluation_loss(model, lang, eps=eps, family=family),
-                         entropy_per_token=entropy_per_token(lang))
+        log.attrs.update(
+            language=lang.name,
+            family=family,
+            config=asdict(cfg),
+            eval_loss=evaluation_loss(model, lang, eps=eps, family=family),
+            entropy_per_token=entropy_per_token(lang),
+        )
     finally:
         torch.set_num_threads(old_threads)
     return model, log
 
 
-def save_toy_model(model, lang: ToyLanguage | str, directory: Path | None = None, *,
-                   log: pd.DataFrame | None = None, quality: Mapping | None = None,
-                   rates: pd.DataFrame | None = None, command: str = TOY_RETRAIN_COMMAND) -> Path:
+def save_toy_model(
+    model,
+    lang: ToyLanguage | str,
+    directory: Path | None = None,
+    *,
+    log: pd.DataFrame | None = None,
+    quality: Mapping | None = None,
+    rates: pd.DataFrame | None = None,
+    command: str = TOY_RETRAIN_COMMAND,
+) -> Path:
     """Write ``model`` as a standard HF directory (``config.json`` + ``model.safetensors``) to
     ``directory`` (default ``data/toy_models/<lang.name>``), plus ``training.json`` and the
     ``README.md`` training card when ``log`` is given, then ``MANIFEST.sha256``. Returns the folder."""
@@ -185,17 +206,26 @@ def save_toy_model(model, lang: ToyLanguage | str, directory: Path | None = None
         (directory / name).unlink(missing_ok=True)
     model.save_pretrained(directory)
     if log is not None:
-        info = dict(language=lang.name, description=lang.description, command=command,
-                    config=log.attrs.get("config", {}), final_train_loss=float(log["loss"].iloc[-1]) if len(log) else None,
-                    eval_loss=log.attrs.get("eval_loss"), entropy_per_token=log.attrs.get("entropy_per_token"),
-                    parameters=int(sum(p.numel() for p in model.parameters())), quality=dict(quality or {}))
+        info = dict(
+            language=lang.name,
+            description=lang.description,
+            command=command,
+            config=log.attrs.get("config", {}),
+            final_train_loss=float(log["loss"].iloc[-1]) if len(log) else None,
+            eval_loss=log.attrs.get("eval_loss"),
+            entropy_per_token=log.attrs.get("entropy_per_token"),
+            parameters=int(sum(p.numel() for p in model.parameters())),
+            quality=dict(quality or {}),
+        )
         (directory / TRAINING_JSON).write_text(json.dumps(info, indent=1) + "\n")
         (directory / "README.md").write_text(toy_card(lang, info, rates))
     write_manifest(directory)
     return directory
 
 
-def train_and_ship(langs=None, root: Path | None = None, progress: bool = True, command: str = TOY_RETRAIN_COMMAND) -> pd.DataFrame:
+def train_and_ship(
+    langs=None, root: Path | None = None, progress: bool = True, command: str = TOY_RETRAIN_COMMAND
+) -> pd.DataFrame:
     """Train every toy model with its :data:`RECIPES` entry, measure it, write it to
     ``<root>/<lang.name>`` (default ``data/toy_models``); returns the quality table."""
     root = Path(root) if root is not None else TOY_MODELS
@@ -208,9 +238,12 @@ def train_and_ship(langs=None, root: Path | None = None, progress: bool = True, 
         rates = toy_invalid_rates([lang], models={lang.name: model}, n_samples=2000)
         target = save_toy_model(model, lang, root / lang.name, log=log, quality=q, rates=rates, command=command)
         size = sum(p.stat().st_size for p in target.iterdir())
-        print(f"{lang.name}: {seconds:.0f} s, eval loss {log.attrs['eval_loss']:.4f} "
-              f"(floor {log.attrs['entropy_per_token']:.4f}), k=1 invalid {q['invalid_k1_left_to_right']:.4f}, "
-              f"{size / 1e6:.2f} MB -> {target}", flush=True)
+        print(
+            f"{lang.name}: {seconds:.0f} s, eval loss {log.attrs['eval_loss']:.4f} "
+            f"(floor {log.attrs['entropy_per_token']:.4f}), k=1 invalid {q['invalid_k1_left_to_right']:.4f}, "
+            f"{size / 1e6:.2f} MB -> {target}",
+            flush=True,
+        )
         quality.append(q)
     return pd.DataFrame(quality)
 
@@ -222,8 +255,15 @@ FAMILY_RECIPES: dict[str, dict] = {"autoregressive": dict(steps=1500), "continuo
 FAMILY_RECIPE_OVERRIDES: dict[tuple[str, str], dict] = {("continuous", "brackets8"): dict(steps=12000)}
 
 
-def ship_family_model(model, lang: ToyLanguage, family: str, log: pd.DataFrame, seconds: float,
-                      root: Path | None = None, command: str = TOY_RETRAIN_COMMAND) -> Path:
+def ship_family_model(
+    model,
+    lang: ToyLanguage,
+    family: str,
+    log: pd.DataFrame,
+    seconds: float,
+    root: Path | None = None,
+    command: str = TOY_RETRAIN_COMMAND,
+) -> Path:
     """Write a trained autoregressive / continuous toy model with ``training.json``, a card and
     ``MANIFEST.sha256`` into :func:`family_model_dir` (the folder is replaced)."""
     directory = family_model_dir(lang, family, root)
@@ -231,18 +271,30 @@ def ship_family_model(model, lang: ToyLanguage, family: str, log: pd.DataFrame, 
         for old in directory.iterdir():
             old.unlink()
     families.save_family_model(model, directory, family, {"toy_language": lang.name})
-    info = dict(language=lang.name, family=family, command=command, config=log.attrs["config"],
-                final_train_loss=float(log["loss"].iloc[-1]), eval_loss=log.attrs["eval_loss"],
-                entropy_per_token=log.attrs["entropy_per_token"], seconds=round(seconds, 1),
-                parameters=int(sum(p.numel() for p in model.parameters())))
+    info = dict(
+        language=lang.name,
+        family=family,
+        command=command,
+        config=log.attrs["config"],
+        final_train_loss=float(log["loss"].iloc[-1]),
+        eval_loss=log.attrs["eval_loss"],
+        entropy_per_token=log.attrs["entropy_per_token"],
+        seconds=round(seconds, 1),
+        parameters=int(sum(p.numel() for p in model.parameters())),
+    )
     (directory / TRAINING_JSON).write_text(json.dumps(info, indent=1) + "\n")
     (directory / "README.md").write_text(toy_family_card(lang, family, info, command))
     write_manifest(directory)
     return directory
 
 
-def train_and_ship_families(names: Sequence[str], langs=None, root: Path | None = None, progress: bool = True,
-                            command: str = TOY_RETRAIN_COMMAND) -> None:
+def train_and_ship_families(
+    names: Sequence[str],
+    langs=None,
+    root: Path | None = None,
+    progress: bool = True,
+    command: str = TOY_RETRAIN_COMMAND,
+) -> None:
     for family in names:
         families.check_family(family)
         if family == "masked":
@@ -252,7 +304,10 @@ def train_and_ship_families(names: Sequence[str], langs=None, root: Path | None 
             recipe = {**FAMILY_RECIPES[family], **FAMILY_RECIPE_OVERRIDES.get((family, lang.name), {})}
             model, log = train_toy_model(lang, family=family, progress=progress, **recipe)
             target = ship_family_model(model, lang, family, log, time.time() - t0, root, command)
-            print(f"{lang.name} {family}: {time.time() - t0:.0f} s, eval loss {log.attrs['eval_loss']:.4f} -> {target}", flush=True)
+            print(
+                f"{lang.name} {family}: {time.time() - t0:.0f} s, eval loss {log.attrs['eval_loss']:.4f} -> {target}",
+                flush=True,
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -261,8 +316,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--languages", nargs="+", default=None, help=f"subset of {sorted(TOY_LANGUAGES)}")
     parser.add_argument("--out", type=Path, default=None, help="root folder (default data/toy_models)")
     parser.add_argument("--quality", action="store_true", help="print the quality table of the shipped models")
-    parser.add_argument("--families", nargs="+", default=None, choices=["autoregressive", "continuous"],
-                        help="with --train: train these families (notebook 02) into data/family_models instead")
+    parser.add_argument(
+        "--families",
+        nargs="+",
+        default=None,
+        choices=["autoregressive", "continuous"],
+        help="with --train: train these families (notebook 02) into data/family_models instead",
+    )
     args = parser.parse_args(argv)
     if not (args.train or args.quality):
         parser.error("nothing to do: pass --train (train and ship) or --quality (measure the shipped models)")

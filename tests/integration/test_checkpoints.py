@@ -15,14 +15,41 @@ import pytest
 import torch
 
 from dlmpaper import paths
-from dlmpaper.train import loop as train
 from dlmpaper.provenance import ManifestError, verify_manifest
+from dlmpaper.train import loop as train
 from dlmpaper.train.loop import CHECKPOINT_POINTER, CHECKPOINTS_DIR, CheckpointError, Run, TrainConfig
 
-TINY = dict(steps=8, batch_size=4, lr=3e-3, warmup=2, hidden=32, layers=1, heads=2, max_train_pairs=200,
-            eval_pairs=8, response_length=32, full_length_share=0.0)
-CLI = ["--steps", "8", "--batch-size", "4", "--lr", "3e-3", "--max-train-pairs", "200", "--eval-pairs", "8",
-       "--eval-every", "1000", "--save-every", "4", "--threads", "1"]
+TINY = dict(
+    steps=8,
+    batch_size=4,
+    lr=3e-3,
+    warmup=2,
+    hidden=32,
+    layers=1,
+    heads=2,
+    max_train_pairs=200,
+    eval_pairs=8,
+    response_length=32,
+    full_length_share=0.0,
+)
+CLI = [
+    "--steps",
+    "8",
+    "--batch-size",
+    "4",
+    "--lr",
+    "3e-3",
+    "--max-train-pairs",
+    "200",
+    "--eval-pairs",
+    "8",
+    "--eval-every",
+    "1000",
+    "--save-every",
+    "4",
+    "--threads",
+    "1",
+]
 
 
 class Killed(BaseException):
@@ -76,9 +103,14 @@ def _kill_while_writing_the_optimizer(optimizer, path):
     raise Killed
 
 
-@pytest.mark.parametrize("break_save", [_kill_after_the_model_file, _kill_while_writing_the_optimizer],
-                         ids=["between-files", "during-a-file"])
-def test_killed_save_resumes_from_the_previous_checkpoint_with_identical_weights(tmp_path, monkeypatch, straight, break_save):
+@pytest.mark.parametrize(
+    "break_save",
+    [_kill_after_the_model_file, _kill_while_writing_the_optimizer],
+    ids=["between-files", "during-a-file"],
+)
+def test_killed_save_resumes_from_the_previous_checkpoint_with_identical_weights(
+    tmp_path, monkeypatch, straight, break_save
+):
     at4, at8 = straight
     _interrupted_run(tmp_path / "run", monkeypatch, break_save)
     resumed = Run(tmp_path / "run", TrainConfig(**TINY))
@@ -144,8 +176,19 @@ def test_snapshot_carries_weights_and_step_and_seeds_a_run_with_fresh_adamw(tmp_
     from dlmpaper.train.loop import Run, read_state, seed_run_from_snapshot, write_snapshot
 
     torch.set_num_threads(1)
-    cfg = TrainConfig(steps=6, batch_size=4, lr=3e-3, warmup=4, hidden=32, layers=1, heads=2, max_train_pairs=200,
-                      eval_pairs=8, response_length=24, full_length_share=0.0)
+    cfg = TrainConfig(
+        steps=6,
+        batch_size=4,
+        lr=3e-3,
+        warmup=4,
+        hidden=32,
+        layers=1,
+        heads=2,
+        max_train_pairs=200,
+        eval_pairs=8,
+        response_length=24,
+        full_length_share=0.0,
+    )
     run = Run(tmp_path / "a", cfg)
     run.train(until_step=6, eval_every=1000, save_every=6)
     write_snapshot(tmp_path / "a", tmp_path / "snap")

@@ -38,7 +38,12 @@ FILES = [
     ("jsonl-nul-byte", "p.jsonl", b"\x00\n", "bad JSON"),
     ("jsonl-bad-escape", "p.jsonl", b'{"prompt": "\\u12"}\n', "bad JSON"),
     ("json-object-not-array", "p.json", b'{"prompt": "a"}', "expected a JSON array"),
-    ("json-missing-comma", "p.json", b'[\n{"prompt": "a"}\n{"prompt": "b"}\n]', "line 3: bad JSON (expected ',' or ']'"),
+    (
+        "json-missing-comma",
+        "p.json",
+        b'[\n{"prompt": "a"}\n{"prompt": "b"}\n]',
+        "line 3: bad JSON (expected ',' or ']'",
+    ),
     ("json-extra-data", "p.json", b'[{"prompt": "a"}] []', "extra data after the array"),
     ("json-strings", "p.json", b'["a", "b"]', "expected an object"),
     ("json-empty-array", "p.json", b"[]", "no prompts in file"),
@@ -127,15 +132,28 @@ def _check(capsys, folder: Path, argv: list[str], needle: str) -> None:
 @pytest.mark.parametrize("name, content, needle", [c[1:] for c in FILES], ids=[c[0] for c in FILES])
 def test_malformed_prompt_file(capsys, tmp_path, nothing_loads, bert_mlm_dir, name, content, needle):
     (tmp_path / name).write_bytes(content)
-    argv = ["probe", "--model", str(bert_mlm_dir), "--prompts", str(tmp_path / name), "--out", str(tmp_path / "out.csv")]
+    argv = [
+        "probe",
+        "--model",
+        str(bert_mlm_dir),
+        "--prompts",
+        str(tmp_path / name),
+        "--out",
+        str(tmp_path / "out.csv"),
+    ]
     _check(capsys, tmp_path, argv, needle)
 
 
-@pytest.mark.parametrize("name, content, needle", [c[1:] for c in FILES if "line" in c[3]],
-                         ids=[c[0] for c in FILES if "line" in c[3]])
-def test_malformed_prompt_file_error_names_file_and_line(capsys, tmp_path, nothing_loads, bert_mlm_dir, name, content, needle):
+@pytest.mark.parametrize(
+    "name, content, needle", [c[1:] for c in FILES if "line" in c[3]], ids=[c[0] for c in FILES if "line" in c[3]]
+)
+def test_malformed_prompt_file_error_names_file_and_line(
+    capsys, tmp_path, nothing_loads, bert_mlm_dir, name, content, needle
+):
     (tmp_path / name).write_bytes(content)
-    code = cli.main(["probe", "--model", str(bert_mlm_dir), "--prompts", str(tmp_path / name), "--out", str(tmp_path / "o.csv")])
+    code = cli.main(
+        ["probe", "--model", str(bert_mlm_dir), "--prompts", str(tmp_path / name), "--out", str(tmp_path / "o.csv")]
+    )
     assert code == 2 and f"{name}, {needle}" in capsys.readouterr().err
 
 
@@ -143,5 +161,13 @@ def test_malformed_prompt_file_error_names_file_and_line(capsys, tmp_path, nothi
 def test_bad_argument_combination(capsys, tmp_path, nothing_loads, bert_mlm_dir, extra, needle):
     (tmp_path / "p.jsonl").write_bytes(GOOD)
     (tmp_path / "folder.jsonl").mkdir()
-    base = ["probe", "--model", str(bert_mlm_dir), "--prompts", str(tmp_path / "p.jsonl"), "--out", str(tmp_path / "out.csv")]
+    base = [
+        "probe",
+        "--model",
+        str(bert_mlm_dir),
+        "--prompts",
+        str(tmp_path / "p.jsonl"),
+        "--out",
+        str(tmp_path / "out.csv"),
+    ]
     _check(capsys, tmp_path, base + [a.format(dir=tmp_path) for a in extra], needle)

@@ -9,12 +9,17 @@ import pytest
 
 from dlmpaper import paths
 from dlmpaper import prompts as data
-from dlmpaper.prompts import PromptFileError, check_prompt_source, first_user_turn, lima_frame, load_prompts
 from dlmpaper.lm.hub import HubAccessError
+from dlmpaper.prompts import PromptFileError, check_prompt_source, first_user_turn, lima_frame, load_prompts
 
 LIMA_ROWS = [
-    {"conversations": ["Can brain cells move? By movement I mean long distance migration.",
-                       "Yes, some brain cells migrate."], "source": "stackexchange"},
+    {
+        "conversations": [
+            "Can brain cells move? By movement I mean long distance migration.",
+            "Yes, some brain cells migrate.",
+        ],
+        "source": "stackexchange",
+    },
     {"conversations": ["Why is the sky blue?", "Rayleigh scattering."], "source": "wikihow"},
     {"conversations": ["Write a haiku."], "source": "multi_turn"},
 ]
@@ -27,11 +32,14 @@ def write_jsonl(path, rows):
 
 # ------------------------------------------------------------------ local files
 def test_jsonl_keeps_extra_columns_and_takes_first_n(tmp_path):
-    f = write_jsonl(tmp_path / "p.jsonl", [
-        {"prompt_id": "a", "prompt": "Can brain cells move?", "headword": "cell"},
-        {"prompt_id": 7, "prompt": "What is a dog?", "headword": "dog", "response": "An animal."},
-        {"prompt_id": "c", "prompt": "Third."},
-    ])
+    f = write_jsonl(
+        tmp_path / "p.jsonl",
+        [
+            {"prompt_id": "a", "prompt": "Can brain cells move?", "headword": "cell"},
+            {"prompt_id": 7, "prompt": "What is a dog?", "headword": "dog", "response": "An animal."},
+            {"prompt_id": "c", "prompt": "Third."},
+        ],
+    )
     df = load_prompts(f)
     assert list(df.columns[:2]) == ["prompt_id", "prompt"]
     assert {"headword", "response"} <= set(df.columns)
@@ -49,8 +57,7 @@ def test_missing_ids_are_generated_from_the_file_name(tmp_path):
 
 def test_json_array_and_csv(tmp_path):
     j = tmp_path / "p.json"
-    j.write_text(json.dumps([{"prompt_id": "x", "prompt": "Hi there"}, {"prompt_id": "y", "prompt": "Bye"}],
-                            indent=2))
+    j.write_text(json.dumps([{"prompt_id": "x", "prompt": "Hi there"}, {"prompt_id": "y", "prompt": "Bye"}], indent=2))
     assert load_prompts(j)["prompt_id"].tolist() == ["x", "y"]
     c = tmp_path / "p.csv"
     c.write_text('prompt_id,prompt,headword\nx,"Hello, world",hello\ny,"two\nlines",line\n', encoding="utf-8")
@@ -59,14 +66,17 @@ def test_json_array_and_csv(tmp_path):
     assert df["headword"].tolist() == ["hello", "line"]
 
 
-@pytest.mark.parametrize("lines, line_no, what", [
-    (['{"prompt": "ok"}', '{"prompt": "fine"}', '{"prompt": "broken"'], 3, "bad JSON"),
-    (['{"prompt": "ok"}', '{"text": "no prompt here"}'], 2, "missing 'prompt'"),
-    (['{"prompt": "ok"}', '', '{"prompt": "   "}'], 3, "empty prompt"),
-    (['{"prompt_id": "a", "prompt": "x"}', '{"prompt_id": "a", "prompt": "y"}'], 2, "duplicate prompt_id 'a'"),
-    (['["a list"]'], 1, "expected an object"),
-    (['{"prompt": 3}'], 1, "must be a string"),
-])
+@pytest.mark.parametrize(
+    "lines, line_no, what",
+    [
+        (['{"prompt": "ok"}', '{"prompt": "fine"}', '{"prompt": "broken"'], 3, "bad JSON"),
+        (['{"prompt": "ok"}', '{"text": "no prompt here"}'], 2, "missing 'prompt'"),
+        (['{"prompt": "ok"}', "", '{"prompt": "   "}'], 3, "empty prompt"),
+        (['{"prompt_id": "a", "prompt": "x"}', '{"prompt_id": "a", "prompt": "y"}'], 2, "duplicate prompt_id 'a'"),
+        (['["a list"]'], 1, "expected an object"),
+        (['{"prompt": 3}'], 1, "must be a string"),
+    ],
+)
 def test_malformed_jsonl_names_file_and_line(tmp_path, lines, line_no, what):
     f = tmp_path / "bad_prompts.jsonl"
     f.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -77,8 +87,10 @@ def test_malformed_jsonl_names_file_and_line(tmp_path, lines, line_no, what):
 
 
 def test_duplicate_names_first_line(tmp_path):
-    f = write_jsonl(tmp_path / "d.jsonl", [{"prompt_id": "a", "prompt": "x"}, {"prompt_id": "b", "prompt": "y"},
-                                           {"prompt_id": "a", "prompt": "z"}])
+    f = write_jsonl(
+        tmp_path / "d.jsonl",
+        [{"prompt_id": "a", "prompt": "x"}, {"prompt_id": "b", "prompt": "y"}, {"prompt_id": "a", "prompt": "z"}],
+    )
     with pytest.raises(PromptFileError, match="line 3: duplicate prompt_id 'a' \\(first on line 1\\)"):
         load_prompts(f)
 
@@ -132,8 +144,12 @@ def test_embedded_source(monkeypatch, tmp_path):
 # ------------------------------------------------------------------ LIMA
 def test_first_user_turn_formats():
     assert first_user_turn(["Q?", "A."]) == "Q?"
-    assert first_user_turn([{"from": "system", "value": "S"}, {"from": "human", "value": "Q?"},
-                            {"from": "gpt", "value": "A."}]) == "Q?"
+    assert (
+        first_user_turn(
+            [{"from": "system", "value": "S"}, {"from": "human", "value": "Q?"}, {"from": "gpt", "value": "A."}]
+        )
+        == "Q?"
+    )
     assert first_user_turn([{"role": "user", "content": "Q2"}]) == "Q2"
     with pytest.raises(ValueError):
         first_user_turn("not a list")

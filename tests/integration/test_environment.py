@@ -36,7 +36,9 @@ def _project():
 
 def project_pins():
     project = _project()
-    requirements = list(project["dependencies"]) + [r for extra in project["optional-dependencies"].values() for r in extra]
+    requirements = list(project["dependencies"]) + [
+        r for extra in project["optional-dependencies"].values() for r in extra
+    ]
     return _pins(requirements)
 
 
@@ -66,7 +68,9 @@ def test_environment_yml_matches_pyproject():
     env_pins, env = environment_pins()
     assert env_pins == project_pins(), "environment.yml and pyproject.toml disagree: update both together"
     python = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python="))
-    assert _project()["requires-python"] == ">=" + python.split("=", 1)[1], "requires-python and environment.yml's python"
+    assert _project()["requires-python"] == ">=" + python.split("=", 1)[1], (
+        "requires-python and environment.yml's python"
+    )
 
 
 def test_running_python_and_torch_are_what_pyproject_says():
@@ -76,7 +80,8 @@ def test_running_python_and_torch_are_what_pyproject_says():
     import torch
 
     assert torch.__version__.split("+")[0] == project_pins()["torch"], (
-        f"installed torch {torch.__version__} is not the pinned {project_pins()['torch']}: rerun make (clean-venv first)")
+        f"installed torch {torch.__version__} is not the pinned {project_pins()['torch']}: rerun make (clean-venv first)"
+    )
 
 
 def test_lock_pins_every_direct_dependency_at_the_same_version():
@@ -89,7 +94,9 @@ def test_lock_pins_every_direct_dependency_at_the_same_version():
         if name in UNLOCKED:
             assert name not in lock, f"{name} must stay out of the lock (machine-dependent wheel)"
             continue
-        assert lock.get(name) == {version}, f"{name}: pyproject.toml pins {version}, requirements.lock has {lock.get(name)}"
+        assert lock.get(name) == {version}, (
+            f"{name}: pyproject.toml pins {version}, requirements.lock has {lock.get(name)}"
+        )
     for name in ("pillow", "matplotlib", "numpy", "setuptools"):  # PNG bytes, figures, the editable build
         assert name in lock, name
 
@@ -101,8 +108,10 @@ def test_lock_has_hashes_and_no_cuda_wheels():
     assert "make lock" in LOCK.read_text().splitlines()[1]
 
 
-@pytest.mark.skipif(Path(sys.prefix).resolve() != (paths.ROOT / ".venv").resolve(),
-                    reason="checks the venv that make builds from the lock")
+@pytest.mark.skipif(
+    Path(sys.prefix).resolve() != (paths.ROOT / ".venv").resolve(),
+    reason="checks the venv that make builds from the lock",
+)
 def test_the_venv_is_the_lock():
     wrong = []
     for name, version, marker, _ in lock_entries():

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from dlmpaper import paths
-from dlmpaper.train import loop as train
 from dlmpaper.provenance import write_manifest
+from dlmpaper.train import loop as train
 from dlmpaper.train.loop import Run, TrainConfig
 
 
@@ -22,8 +22,19 @@ def run_dir(tmp_path_factory):
     """A 4-step autoregressive run (it shares the shipped tokenizer, so nothing else is trained)."""
     torch.set_num_threads(1)
     folder = tmp_path_factory.mktemp("export") / "run"
-    cfg = TrainConfig(steps=4, batch_size=4, warmup=2, hidden=32, layers=1, heads=2, max_train_pairs=100,
-                      eval_pairs=8, response_length=32, full_length_share=0.0, family="autoregressive")
+    cfg = TrainConfig(
+        steps=4,
+        batch_size=4,
+        warmup=2,
+        hidden=32,
+        layers=1,
+        heads=2,
+        max_train_pairs=100,
+        eval_pairs=8,
+        response_length=32,
+        full_length_share=0.0,
+        family="autoregressive",
+    )
     Run(folder, cfg).train(until_step=4, eval_every=1000, save_every=4)
     return folder
 

@@ -8,17 +8,24 @@ import pytest
 import torch
 from transformers import BertConfig, BertForMaskedLM
 
-from dlmpaper.lm import families
-from dlmpaper.lm import toymodels
-from dlmpaper.train import toy
+from dlmpaper.lm import families, toymodels
 from dlmpaper.provenance import write_manifest
+from dlmpaper.train import toy
 
 
 def tiny_backbone(vocab: int = 12, positions: int = 8, seed: int = 0) -> BertForMaskedLM:
     torch.manual_seed(seed)
-    cfg = BertConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=positions, hidden_dropout_prob=0.0,
-                     attention_probs_dropout_prob=0.0, pad_token_id=vocab - 1)
+    cfg = BertConfig(
+        vocab_size=vocab,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=positions,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        pad_token_id=vocab - 1,
+    )
     return BertForMaskedLM(cfg).eval()
 
 
@@ -68,8 +75,15 @@ def test_continuous_sampler_records_every_step_and_keeps_clean_positions():
     model = families.EmbeddingDiffusionLM(tiny_backbone(), embed_dim=8).eval()
     clean = torch.tensor([[3, 4, 0, 0]])
     noisy = torch.tensor([[False, False, True, True]])
-    trace = families.continuous_generate(model, clean, noisy, torch.ones(1, 4, dtype=torch.long),
-                                         torch.arange(4)[None], steps=5, generator=torch.Generator().manual_seed(0))
+    trace = families.continuous_generate(
+        model,
+        clean,
+        noisy,
+        torch.ones(1, 4, dtype=torch.long),
+        torch.arange(4)[None],
+        steps=5,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert trace.step_tokens.shape == (5, 1, 4) and trace.step_snap_distance.shape == (5, 1, 4)
     assert torch.equal(trace.step_tokens[:, 0, :2], clean[0, :2].expand(5, -1))
     assert torch.all(trace.step_snap_distance[:, 0, :2] < 1e-3)  # clean positions sit on their embedding
@@ -87,7 +101,9 @@ def test_toy_families_train_and_round_trip_through_checkpoints(tmp_path):
         ids = torch.tensor(lang.sample(4, 0))
         if family == "autoregressive":
             mask = families.causal_attention_mask(torch.ones_like(ids))
-            assert torch.allclose(model(input_ids=ids, attention_mask=mask).logits, again(input_ids=ids, attention_mask=mask).logits)
+            assert torch.allclose(
+                model(input_ids=ids, attention_mask=mask).logits, again(input_ids=ids, attention_mask=mask).logits
+            )
         else:
             assert torch.equal(model.diffusion_embeddings(), again.diffusion_embeddings())
         assert (target / "README.md").exists() and (target / "training.json").exists()

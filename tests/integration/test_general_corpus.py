@@ -11,21 +11,36 @@ import statistics
 
 import pytest
 
-from dlmpaper.corpora import general as gc
 from dlmpaper import paths
-from dlmpaper.corpora.wordnet import load_split
 from dlmpaper.analyses.probe import content_token_sets
+from dlmpaper.corpora import general as gc
+from dlmpaper.corpora.wordnet import load_split
 
 # ----------------------------------------------------------------------------- fixture sources
 
 # offset: (lexfile, word, gloss, pointers)  -- a tiny WordNet in wndb(5WN) format
 NOUNS = {
     "00000001": (5, "animal", "a living organism that feeds on organic matter", ["~ 00000002"]),
-    "00000002": (5, "vertebrate", "an animal having a bony or cartilaginous skeleton", ["@ 00000001", "~ 00000003", "~ 00000004"]),
-    "00000003": (5, "mammal", "a warm-blooded vertebrate that nourishes its young with milk", ["@ 00000002", "~ 00000005", "~ 00000006"]),
+    "00000002": (
+        5,
+        "vertebrate",
+        "an animal having a bony or cartilaginous skeleton",
+        ["@ 00000001", "~ 00000003", "~ 00000004"],
+    ),
+    "00000003": (
+        5,
+        "mammal",
+        "a warm-blooded vertebrate that nourishes its young with milk",
+        ["@ 00000002", "~ 00000005", "~ 00000006"],
+    ),
     "00000004": (5, "fish", "a cold-blooded aquatic vertebrate with gills and fins", ["@ 00000002", "~ 00000007"]),
-    "00000005": (5, "whale", "a very large marine mammal that breathes through a blowhole; \"the whale surfaced\"", ["@ 00000003"]),
-    "00000006": (5, "dog", "a domesticated carnivorous mammal; \"the dog barked\"", ["@ 00000003", "%p 00000008"]),
+    "00000005": (
+        5,
+        "whale",
+        'a very large marine mammal that breathes through a blowhole; "the whale surfaced"',
+        ["@ 00000003"],
+    ),
+    "00000006": (5, "dog", 'a domesticated carnivorous mammal; "the dog barked"', ["@ 00000003", "%p 00000008"]),
     "00000007": (5, "trout", "a freshwater fish of the salmon family", ["@ 00000004"]),
     "00000008": (8, "tail", "the flexible hindmost part of an animal's body", ["#p 00000006"]),
     "00000009": (6, "car", "a motor vehicle with four wheels", ["@ 00000011", "%p 00000010"]),
@@ -33,14 +48,30 @@ NOUNS = {
     "00000011": (6, "vehicle", "a conveyance that transports people or objects", ["~ 00000009"]),
 }
 #: Hand-checked truth: (x, y) pairs where "x is a y" holds in the fixture; all others are false.
-IS_A = {("whale", "mammal"), ("whale", "vertebrate"), ("whale", "animal"), ("dog", "mammal"), ("dog", "vertebrate"),
-        ("dog", "animal"), ("trout", "fish"), ("trout", "vertebrate"), ("trout", "animal"), ("car", "vehicle"),
-        ("mammal", "vertebrate"), ("mammal", "animal"), ("fish", "vertebrate"), ("fish", "animal"), ("vertebrate", "animal")}
+IS_A = {
+    ("whale", "mammal"),
+    ("whale", "vertebrate"),
+    ("whale", "animal"),
+    ("dog", "mammal"),
+    ("dog", "vertebrate"),
+    ("dog", "animal"),
+    ("trout", "fish"),
+    ("trout", "vertebrate"),
+    ("trout", "animal"),
+    ("car", "vehicle"),
+    ("mammal", "vertebrate"),
+    ("mammal", "animal"),
+    ("fish", "vertebrate"),
+    ("fish", "animal"),
+    ("vertebrate", "animal"),
+}
 PART_OF = {("tail", "dog"), ("wheel", "car")}
-ELEMENTS = [("hydrogen", "H", 1, "1.0079", "Colourless, odourless gaseous chemical element."),
-            ("iron", "Fe", 26, "55.847", "Silvery malleable and ductile metallic transition element."),
-            ("gold", "Au", 79, "196.967", "Gold metallic element; a noble metal."),
-            ("lead", "Pb", 82, "207.19", "Heavy dull grey ductile metallic element.")]
+ELEMENTS = [
+    ("hydrogen", "H", 1, "1.0079", "Colourless, odourless gaseous chemical element."),
+    ("iron", "Fe", 26, "55.847", "Silvery malleable and ductile metallic transition element."),
+    ("gold", "Au", 79, "196.967", "Gold metallic element; a noble metal."),
+    ("lead", "Pb", 82, "207.19", "Heavy dull grey ductile metallic element."),
+]
 
 
 def _b64(n: int) -> str:
@@ -75,23 +106,48 @@ def sources(tmp_path, monkeypatch):
         ptr_text = " ".join(f"{p} n 0000" for p in ptrs)
         lines.append(f"{offset} {lexfile:02d} n 01 {word} 0 {len(ptrs):03d} {ptr_text} | {gloss}")
     (wn / "data.noun").write_text("\n".join(lines) + "\n")
-    (wn / "index.noun").write_text("".join(f"{w} n 1 0 1 9 {o}\n" for o, (_, w, _, _) in sorted(NOUNS.items(), key=lambda kv: kv[1][1])))
+    (wn / "index.noun").write_text(
+        "".join(f"{w} n 1 0 1 9 {o}\n" for o, (_, w, _, _) in sorted(NOUNS.items(), key=lambda kv: kv[1][1]))
+    )
     for pos in ("verb", "adj", "adv"):
         (wn / f"data.{pos}").write_text("")
         (wn / f"index.{pos}").write_text("")
     dictd = tmp_path / "dictd"
     dictd.mkdir()
-    _write_dictd(dictd, "jargon", [("frobnicate", "frobnicate\n /frob'ni-kayt/, vt.\n\n    [from frob] To manipulate or adjust, "
-                                                   "usually aimlessly, a knob or setting.\n\n")])
-    _write_dictd(dictd, "devil", [("abasement", "ABASEMENT, n.  A decent and customary mental attitude in the presence\n"
-                                                "of wealth or power.\n\n")])
-    _write_dictd(dictd, "elements", [(n, f"{n}\nSymbol: {s}\nAtomic number: {z}\nAtomic weight: {w}\n{t}\n\n") for n, s, z, w, t in ELEMENTS])
+    _write_dictd(
+        dictd,
+        "jargon",
+        [
+            (
+                "frobnicate",
+                "frobnicate\n /frob'ni-kayt/, vt.\n\n    [from frob] To manipulate or adjust, "
+                "usually aimlessly, a knob or setting.\n\n",
+            )
+        ],
+    )
+    _write_dictd(
+        dictd,
+        "devil",
+        [
+            (
+                "abasement",
+                "ABASEMENT, n.  A decent and customary mental attitude in the presence\nof wealth or power.\n\n",
+            )
+        ],
+    )
+    _write_dictd(
+        dictd,
+        "elements",
+        [(n, f"{n}\nSymbol: {s}\nAtomic number: {z}\nAtomic weight: {w}\n{t}\n\n") for n, s, z, w, t in ELEMENTS],
+    )
     faq = tmp_path / "faq"
     faq.mkdir()
     for name in ("general", "programming", "design", "library", "extending", "windows", "gui", "installed"):
         (faq / f"{name}.rst.txt").write_text("")
-    (faq / "general.rst.txt").write_text("What is Python?\n---------------\n\nPython is an interpreted, interactive, "
-                                         "object-oriented programming language.\n\n")
+    (faq / "general.rst.txt").write_text(
+        "What is Python?\n---------------\n\nPython is an interpreted, interactive, "
+        "object-oriented programming language.\n\n"
+    )
     return {"wordnet": wn, "jargon": dictd, "devil": dictd, "elements": dictd, "python_faq": faq}
 
 
@@ -141,10 +197,16 @@ def test_yes_no_answers_match_hand_checked_wordnet_relations(sources):
         holonyms = sorted({h for s in wn.synsets.values() for h in s.part_holonyms})
         for pair in gc._wordnet_candidates(wn, x, rng, pool, holonyms, sorted(wn.synsets), True):
             if pair.form in ("is_a", "should_call"):
-                assert pair.response.startswith("Yes, " if (x, pair.other) in IS_A else "No, "), (pair.prompt, pair.response)
+                assert pair.response.startswith("Yes, " if (x, pair.other) in IS_A else "No, "), (
+                    pair.prompt,
+                    pair.response,
+                )
                 checked += 1
             if pair.form == "part_of":
-                assert pair.response.startswith("Yes, " if (x, pair.other) in PART_OF else "No, "), (pair.prompt, pair.response)
+                assert pair.response.startswith("Yes, " if (x, pair.other) in PART_OF else "No, "), (
+                    pair.prompt,
+                    pair.response,
+                )
                 checked += 1
     assert checked >= 8
 
@@ -207,7 +269,10 @@ def test_shipped_yes_no_answers_start_with_yes_or_no_and_restate_the_subject(shi
     shares = sum(r["response"].startswith("Yes") for r in yes_no) / len(yes_no)
     assert 0.3 < shares < 0.7, "true and false questions in balance"
     restated = [r for r in train if r["source"] != "python_faq"]
-    ok = sum(r["subject"].lower() in " ".join(r["response"].split()[: 8 + len(r["subject"].split())]).lower() for r in restated)
+    ok = sum(
+        r["subject"].lower() in " ".join(r["response"].split()[: 8 + len(r["subject"].split())]).lower()
+        for r in restated
+    )
     assert ok / len(restated) > 0.999
 
 
@@ -220,7 +285,10 @@ def test_shipped_answer_lengths_vary(shipped):
     assert max(lengths) > 128 and min(lengths) < 20
 
 
-@pytest.mark.skipif(not all(p.exists() for _, files in gc.SOURCES.values() for p in files), reason="Debian source packages not installed")
+@pytest.mark.skipif(
+    not all(p.exists() for _, files in gc.SOURCES.values() for p in files),
+    reason="Debian source packages not installed",
+)
 def test_rebuild_reproduces_the_shipped_bytes(tmp_path):
     gc.write(tmp_path, *gc.build())
     for name in ("train.jsonl.gz", "heldout.jsonl.gz"):
@@ -236,7 +304,9 @@ def test_goal_helpers():
     from dlmpaper.train import goals
 
     eos = 0
-    top3 = torch.tensor([[[5, 1, 2], [0, 1, 2], [0, 1, 2]], [[0, 1, 2], [5, 1, 2], [0, 1, 2]], [[5, 1, 2], [5, 1, 2], [5, 1, 2]]])
+    top3 = torch.tensor(
+        [[[5, 1, 2], [0, 1, 2], [0, 1, 2]], [[0, 1, 2], [5, 1, 2], [0, 1, 2]], [[5, 1, 2], [5, 1, 2], [5, 1, 2]]]
+    )
     assert goals.end_dominance(top3, eos).tolist() == [2, 3, 4]
     assert goals._hits(top3, [{5}, {7}, {2}], (1, 2)).tolist() == [1.0, 0.0, 1.0]
 
@@ -274,7 +344,9 @@ def test_goals_do_not_credit_a_prompt_ignoring_model(shipped):
     general = goals.general_prompts(heldout, 64)
     # favour the content pieces of the first prompts and an invented word's first piece: prompt-blind hits
     logits = torch.zeros(len(tokenizer))
-    favoured = sorted(set(content_token_sets(tokenizer, [general[0]["prompt"]])[0]) | goals.first_pieces(tokenizer, "plorvish"))[:3]
+    favoured = sorted(
+        set(content_token_sets(tokenizer, [general[0]["prompt"]])[0]) | goals.first_pieces(tokenizer, "plorvish")
+    )[:3]
     logits[favoured] = 10.0
     result = goals.evaluate_goals(_PromptIgnoring(logits), tokenizer, heldout, n_general=64)
     assert result["copy_1_8"] > 0, "the control must hit sometimes, or it tests nothing"
@@ -295,6 +367,14 @@ def test_trainer_evaluate_reports_the_goals_for_the_general_corpus(shipped):
     model = ModernBertForMaskedLM(embedded.model_config(len(tokenizer), hidden=32, layers=1, heads=2, max_len=384))
     cfg = TrainConfig(corpus="general", eval_pairs=16, response_length=160)
     numbers = evaluate(model, tokenizer, shipped[1][:40], cfg)
-    for key in ("ce_mask50", "copy_1_8", "copy_1_8_mismatched", "invented_1_8", "eos_97_128", "eos_1_16", "end_length_rho"):
+    for key in (
+        "ce_mask50",
+        "copy_1_8",
+        "copy_1_8_mismatched",
+        "invented_1_8",
+        "eos_97_128",
+        "eos_1_16",
+        "end_length_rho",
+    ):
         assert key in numbers
     assert "copy_top3" not in numbers, "the WordNet headword measure needs 'tell' rows"

@@ -37,7 +37,9 @@ def _imports(tree: ast.AST, module: str) -> list[tuple[str, str | None, bool]]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
             out += [(base, a.name, id(node) in type_only) for a in node.names]
     return out
 
@@ -74,11 +76,15 @@ def test_import_rules(name):
     for mod, attr, type_only in _targets(name):
         if _under(mod, "dlmpaper.train") and not _under(name, "dlmpaper.train"):
             problems.append(f"imports the trainer {mod}")
-        if _under(name, "dlmpaper.core") and not type_only and any(
-                _under(mod, f"dlmpaper.{p}") for p in ("lm", "analyses", "figures", "train")):
+        if (
+            _under(name, "dlmpaper.core")
+            and not type_only
+            and any(_under(mod, f"dlmpaper.{p}") for p in ("lm", "analyses", "figures", "train"))
+        ):
             problems.append(f"core imports {mod} at run time")
-        if _under(name, "dlmpaper.figures") and (_under(mod, "dlmpaper.lm") or _under(mod, "dlmpaper.train")
-                                                   or _under(mod, "transformers")):
+        if _under(name, "dlmpaper.figures") and (
+            _under(mod, "dlmpaper.lm") or _under(mod, "dlmpaper.train") or _under(mod, "transformers")
+        ):
             problems.append(f"a figures module loads models through {mod}")
         if _under(mod, "dlmpaper.reproduce") and name not in ("dlmpaper.cli",):
             problems.append("imports the runner dlmpaper.reproduce")
@@ -109,7 +115,8 @@ def test_notebooks_import_only_public_faces(notebook):
 def test_the_rules_can_fail():
     """The checker itself: a made-up module that breaks each rule is caught."""
     MODULES["dlmpaper.figures.bad"] = ast.parse(
-        "from dlmpaper.lm.models import load_model\nfrom dlmpaper.train import loop\nfrom dlmpaper.core.probe import _js_terms\n")
+        "from dlmpaper.lm.models import load_model\nfrom dlmpaper.train import loop\nfrom dlmpaper.core.probe import _js_terms\n"
+    )
     try:
         with pytest.raises(AssertionError) as info:
             test_import_rules("dlmpaper.figures.bad")

@@ -14,6 +14,7 @@ from standins import LLADA_LIKE_SPEC, LLADA_SPECIAL, LLADA_TEMPLATE
 
 from dlmpaper import paths
 from dlmpaper.lm import models
+from dlmpaper.lm.hub import HubAccessError, hub_available
 from dlmpaper.lm.models import (
     REGISTRY,
     ModelNotFoundError,
@@ -23,7 +24,6 @@ from dlmpaper.lm.models import (
     check_model_name,
     load_model,
 )
-from dlmpaper.lm.hub import HubAccessError, hub_available
 from dlmpaper.provenance import MANIFEST_NAME, ManifestError, verify_manifest, write_manifest
 
 PROMPT = "Can brain cells move? By movement I mean long distance migration"
@@ -45,12 +45,21 @@ def no_loading(monkeypatch):
 def test_registry_holds_the_papers_facts():
     llada = REGISTRY["llada-8b-instruct"]
     assert (llada.hub_id, llada.mask_id, llada.eos_id, llada.eot_id, llada.pad_id) == (
-        "GSAI-ML/LLaDA-8B-Instruct", 126336, 126081, 126348, 126081)
+        "GSAI-ML/LLaDA-8B-Instruct",
+        126336,
+        126081,
+        126348,
+        126081,
+    )
     assert not llada.shift_logits and llada.needs_remote_code and llada.dtype == "bfloat16"
     assert REGISTRY["llada-8b-base"].hub_id == "GSAI-ML/LLaDA-8B-Base"
     dream = REGISTRY["dream-7b-instruct"]
     assert (dream.hub_id, dream.mask_id, dream.eos_id, dream.shift_logits) == (
-        "Dream-org/Dream-v0-Instruct-7B", 151666, 151643, True)
+        "Dream-org/Dream-v0-Instruct-7B",
+        151666,
+        151643,
+        True,
+    )
     assert REGISTRY["embedded"].mask_token == "<|mdm_mask|>"
     with pytest.raises(dataclasses.FrozenInstanceError):
         llada.mask_id = 0
@@ -107,7 +116,9 @@ def test_incomplete_local_directory_names_what_is_missing(bert_mlm_dir, tmp_path
     copy = shutil.copytree(bert_mlm_dir, tmp_path / "mlm")
     for name in (remove, "tokenizer_config.json") if remove == "tokenizer.json" else (remove,):
         (copy / name).unlink()
-    with pytest.raises(ModelNotFoundError, match=f"lacks .*{fragment}.*Fix: pass a directory written by save_pretrained"):
+    with pytest.raises(
+        ModelNotFoundError, match=f"lacks .*{fragment}.*Fix: pass a directory written by save_pretrained"
+    ):
         load_model(copy)
 
 
@@ -126,17 +137,29 @@ def test_llada_like_encode_chat_matches_template(llada_like):
     word = tok.convert_tokens_to_ids
     nl, nlnl = word("\u010a"), word("\u010a\u010a")
     expected = [
-        LLADA_SPECIAL["<|startoftext|>"], LLADA_SPECIAL["<|start_header_id|>"], word("user"),
-        LLADA_SPECIAL["<|end_header_id|>"], nl, nl,
-        word("Can"), word("\u0120brain"), word("\u0120cells"), word("\u0120move"), word("?"),
-        LLADA_SPECIAL["<|eot_id|>"], LLADA_SPECIAL["<|start_header_id|>"], word("assistant"),
-        LLADA_SPECIAL["<|end_header_id|>"], nlnl,
+        LLADA_SPECIAL["<|startoftext|>"],
+        LLADA_SPECIAL["<|start_header_id|>"],
+        word("user"),
+        LLADA_SPECIAL["<|end_header_id|>"],
+        nl,
+        nl,
+        word("Can"),
+        word("\u0120brain"),
+        word("\u0120cells"),
+        word("\u0120move"),
+        word("?"),
+        LLADA_SPECIAL["<|eot_id|>"],
+        LLADA_SPECIAL["<|start_header_id|>"],
+        word("assistant"),
+        LLADA_SPECIAL["<|end_header_id|>"],
+        nlnl,
     ]
     assert ids == expected
     assert tok.unk_token_id not in ids
     assert llada_like.decode(ids) == (
         "<|startoftext|><|start_header_id|>user<|end_header_id|>\n\nCan brain cells move?"
-        "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")
+        "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+    )
     assert "add_generation_prompt" in LLADA_TEMPLATE
 
 
@@ -144,7 +167,8 @@ def test_generic_path_without_chat_template_uses_plain_encoding(bert_mlm):
     ids = bert_mlm.encode_chat("Can brain cells move ?")
     tok = bert_mlm.tokenizer
     assert ids == [tok.cls_token_id] + tok.convert_tokens_to_ids(["Can", "brain", "cells", "move", "?"]) + [
-        tok.sep_token_id]
+        tok.sep_token_id
+    ]
     assert bert_mlm.mask_id == tok.convert_tokens_to_ids("[MASK]")
     assert bert_mlm.end_ids == (tok.sep_token_id,)
 
@@ -164,8 +188,18 @@ def test_token_text_is_readable(llada_like):
 
 def test_describe(llada_like):
     row = llada_like.describe()
-    assert set(row) >= {"name", "hub_id", "revision", "family", "n_parameters", "mask_id", "eos_id",
-                        "end_ids", "dtype", "device"}
+    assert set(row) >= {
+        "name",
+        "hub_id",
+        "revision",
+        "family",
+        "n_parameters",
+        "mask_id",
+        "eos_id",
+        "end_ids",
+        "dtype",
+        "device",
+    }
     n_params = sum(p.numel() for p in llada_like.model.parameters())
     assert row["n_parameters"] == n_params > 126464 * 16
     assert (row["mask_id"], row["dtype"], row["device"], row["family"]) == (126336, "float32", "cpu", "masked")

@@ -25,11 +25,14 @@ def test_non_utf8_file_names_the_file_and_line(tmp_path, suffix):
     assert f"latin1{suffix}, line {line}:" in message and "UTF-8" in message and "\n" not in message
 
 
-@pytest.mark.parametrize("suffix, body", [
-    (".csv", "prompt,prompt_id\nCan brain cells move?,a\n"),
-    (".jsonl", '{"prompt": "Can brain cells move?", "prompt_id": "a"}\n'),
-    (".json", '[{"prompt": "Can brain cells move?", "prompt_id": "a"}]'),
-])
+@pytest.mark.parametrize(
+    "suffix, body",
+    [
+        (".csv", "prompt,prompt_id\nCan brain cells move?,a\n"),
+        (".jsonl", '{"prompt": "Can brain cells move?", "prompt_id": "a"}\n'),
+        (".json", '[{"prompt": "Can brain cells move?", "prompt_id": "a"}]'),
+    ],
+)
 def test_utf8_byte_order_mark_is_accepted(tmp_path, suffix, body):
     path = tmp_path / f"bom{suffix}"
     path.write_bytes(codecs.BOM_UTF8 + body.encode("utf-8"))

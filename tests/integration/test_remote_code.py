@@ -15,8 +15,7 @@ import torch
 import transformers
 from standins import build_dream_remote, build_llada_remote, direct_upstream_model
 
-from dlmpaper.lm import models
-from dlmpaper.lm import remote_code
+from dlmpaper.lm import models, remote_code
 from dlmpaper.lm.models import RemoteCodeRequiredError, check_model_name, load_model
 
 PROMPTS = ["Can brain cells move? By movement I mean long distance migration", "Yes", "He likes it"]
@@ -104,7 +103,7 @@ def test_padding_leaves_real_logits_unchanged_in_fp32(request, family):
     for row, prompt in enumerate(PROMPTS):
         alone_ids, _ = lm.batch([lm.encode_chat(prompt)], n_masks=8)
         alone = lm.logits(alone_ids)[0]
-        assert (batched[row, -alone.shape[0]:] - alone).abs().max() <= 1e-5
+        assert (batched[row, -alone.shape[0] :] - alone).abs().max() <= 1e-5
 
 
 def test_compat_steps_are_recorded(llada_remote, dream_remote):
@@ -142,7 +141,7 @@ def test_ignored_attention_mask_is_detected_and_made_exact(tmp_path):
     assert lm.padding_mode == "per_row"
     ids, mask = lm.batch([lm.encode_chat(p) for p in PROMPTS], n_masks=4)
     alone_ids, _ = lm.batch([lm.encode_chat(PROMPTS[1])], n_masks=4)
-    assert torch.equal(lm.logits(ids, mask)[1, -alone_ids.shape[1]:], lm.logits(alone_ids)[0])
+    assert torch.equal(lm.logits(ids, mask)[1, -alone_ids.shape[1] :], lm.logits(alone_ids)[0])
 
 
 def test_mask_respecting_model_passes_the_padding_check(llada_remote):
@@ -182,7 +181,12 @@ def test_registry_name_loads_from_the_hub_cache(hub_cache, llada_remote_dir):
 def test_dream_registry_name_loads_from_the_hub_cache(hub_cache, dream_remote_dir):
     hub_cache("Dream-org/Dream-v0-Instruct-7B", dream_remote_dir)
     lm = load_model("dream-7b-instruct", trust_remote_code=True, dtype="float32")
-    assert (lm.name, lm.mask_id, lm.shift_logits, lm.padding_mode) == ("dream-7b-instruct", 151666, True, "position_ids")
+    assert (lm.name, lm.mask_id, lm.shift_logits, lm.padding_mode) == (
+        "dream-7b-instruct",
+        151666,
+        True,
+        "position_ids",
+    )
 
 
 def test_unregistered_hub_id_is_recognised_by_its_config(hub_cache, dream_remote_dir):
@@ -194,7 +198,9 @@ def test_unregistered_hub_id_is_recognised_by_its_config(hub_cache, dream_remote
 def test_remote_code_failure_is_one_line(tmp_path, llada_remote_dir):
     broken = shutil.copytree(llada_remote_dir, tmp_path / "llada_broken")
     modeling = broken / "modeling_llada.py"
-    modeling.write_text(modeling.read_text().replace("self.model = model\n", "raise RuntimeError('upstream changed')\n"))
+    modeling.write_text(
+        modeling.read_text().replace("self.model = model\n", "raise RuntimeError('upstream changed')\n")
+    )
     with pytest.raises(remote_code.RemoteCodeError) as err:
         load_model(broken, trust_remote_code=True)
     message = str(err.value)
@@ -205,7 +211,9 @@ def test_remote_code_failure_is_one_line(tmp_path, llada_remote_dir):
 def test_device_map_loads_and_probes(llada_remote_dir, llada_remote):
     from dlmpaper.core.probe import positional_probe
 
-    lm = load_model(llada_remote_dir, trust_remote_code=True, dtype="float32", device_map="auto", max_memory={"cpu": "1GiB"})
+    lm = load_model(
+        llada_remote_dir, trust_remote_code=True, dtype="float32", device_map="auto", max_memory={"cpu": "1GiB"}
+    )
     assert lm.device == torch.device("cpu")
     sharded = positional_probe(lm, PROMPTS, n_masks=8, top_k=2, batch_size=2, progress=False).table
     plain = positional_probe(llada_remote, PROMPTS, n_masks=8, top_k=2, batch_size=2, progress=False).table
@@ -271,8 +279,22 @@ def test_cli_probe_runs_on_a_local_llada_directory(llada_remote_dir, tmp_path, c
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS), encoding="utf-8")
     out = tmp_path / "probe.csv"
-    argv = ["probe", "--model", str(llada_remote_dir), "--prompts", str(prompts), "--n-masks", "8", "--n-boot", "10",
-            "--dtype", "float32", "--out", str(out), "--quiet"]
+    argv = [
+        "probe",
+        "--model",
+        str(llada_remote_dir),
+        "--prompts",
+        str(prompts),
+        "--n-masks",
+        "8",
+        "--n-boot",
+        "10",
+        "--dtype",
+        "float32",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     assert cli.main(argv) == 2 and "--trust-remote-code" in capsys.readouterr().err
     assert cli.main(argv + ["--trust-remote-code", "--device-map", "auto", "--max-memory", "cpu=1GiB"]) == 0
     table = pd.read_csv(out)

@@ -18,9 +18,10 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from dlmpaper import reproduce
+from dlmpaper.provenance import record_model
 from dlmpaper.reproduce import (
-    INJECTED_CELL_ID,
     FIGURES_MANIFEST_NAME,
+    INJECTED_CELL_ID,
     TIMINGS_NAME,
     NotebookFailed,
     PreflightError,
@@ -28,7 +29,6 @@ from dlmpaper.reproduce import (
     discover_notebooks,
     main,
 )
-from dlmpaper.provenance import record_model
 
 PARAMS_SRC = 'profile = "embedded"\ndevice = "cpu"\nseed = 0'
 
@@ -62,24 +62,34 @@ FIG_CELL = (
 
 
 def _make_notebooks(nb_dir: Path) -> None:
-    _write(nb_dir, "00_alpha.ipynb", [
-        new_markdown_cell("# Alpha"),
-        _params_cell(),
-        new_code_cell(FIG_CELL.format(name="alpha_line")),
-        new_code_cell(
-            "import sys\n"
-            "from dlmpaper.provenance import record_model\n"
-            "record_model({'model_id': 'toy/embedded', 'revision': 'abc123'})\n"
-            "print('took 12.3 s', file=sys.stderr)\n"
-            "seed * 2"
-        ),
-    ])
-    _write(nb_dir, "01_beta.ipynb", [
-        _params_cell(),
-        new_code_cell(FIG_CELL.format(name="beta_bar")),
-        # The "python3" kernel is this interpreter (the venv), not whatever python3 is on PATH.
-        new_code_cell(f"import os, sys\nassert os.path.realpath(sys.executable) == {os.path.realpath(sys.executable)!r}"),
-    ])
+    _write(
+        nb_dir,
+        "00_alpha.ipynb",
+        [
+            new_markdown_cell("# Alpha"),
+            _params_cell(),
+            new_code_cell(FIG_CELL.format(name="alpha_line")),
+            new_code_cell(
+                "import sys\n"
+                "from dlmpaper.provenance import record_model\n"
+                "record_model({'model_id': 'toy/embedded', 'revision': 'abc123'})\n"
+                "print('took 12.3 s', file=sys.stderr)\n"
+                "seed * 2"
+            ),
+        ],
+    )
+    _write(
+        nb_dir,
+        "01_beta.ipynb",
+        [
+            _params_cell(),
+            new_code_cell(FIG_CELL.format(name="beta_bar")),
+            # The "python3" kernel is this interpreter (the venv), not whatever python3 is on PATH.
+            new_code_cell(
+                f"import os, sys\nassert os.path.realpath(sys.executable) == {os.path.realpath(sys.executable)!r}"
+            ),
+        ],
+    )
 
 
 def _snapshot(root: Path) -> dict[str, bytes]:
@@ -101,8 +111,9 @@ def published(tmp_path_factory):
     root = tmp_path_factory.mktemp("repo")
     _make_notebooks(root / "notebooks")
     (root / "scratch").mkdir()
-    result = reproduce.run(notebooks_dir=root / "notebooks", figures_dir=root / "figures",
-                           scratch_dir=root / "scratch", progress=False)
+    result = reproduce.run(
+        notebooks_dir=root / "notebooks", figures_dir=root / "figures", scratch_dir=root / "scratch", progress=False
+    )
     return root, result
 
 
@@ -114,7 +125,14 @@ def test_run_writes_figures_manifest_and_timings(published):
     figs = root / "figures"
     assert result.notebooks == ["00_alpha", "01_beta"]
     names = sorted(p.name for p in figs.iterdir())
-    assert names == [FIGURES_MANIFEST_NAME, TIMINGS_NAME, "alpha_line.pdf", "alpha_line.png", "beta_bar.pdf", "beta_bar.png"]
+    assert names == [
+        FIGURES_MANIFEST_NAME,
+        TIMINGS_NAME,
+        "alpha_line.pdf",
+        "alpha_line.png",
+        "beta_bar.pdf",
+        "beta_bar.png",
+    ]
     manifest = json.loads((figs / FIGURES_MANIFEST_NAME).read_text())
     assert manifest["figures"]["alpha_line.pdf"]["notebook"] == "00_alpha"
     assert manifest["figures"]["beta_bar.png"]["notebook"] == "01_beta"
@@ -123,7 +141,9 @@ def test_run_writes_figures_manifest_and_timings(published):
         assert entry["sha256"] == hashlib.sha256(data).hexdigest()
         assert entry["bytes"] == len(data)
         assert entry["parameters"] == {"profile": "embedded", "device": "cpu", "seed": 0}
-    assert manifest["notebooks"]["00_alpha"]["models"] == {"toy/embedded": {"model_id": "toy/embedded", "revision": "abc123"}}
+    assert manifest["notebooks"]["00_alpha"]["models"] == {
+        "toy/embedded": {"model_id": "toy/embedded", "revision": "abc123"}
+    }
     assert manifest["notebooks"]["01_beta"]["models"] == {}
     assert manifest["notebooks"]["01_beta"]["figures"] == ["beta_bar.pdf", "beta_bar.png"]
     assert manifest["run"]["profile"] == "embedded" and manifest["run"]["seed"] == 0
@@ -139,8 +159,17 @@ def test_executed_notebooks_are_clean(published):
     root, _ = published
     text = (root / "notebooks" / "00_alpha.ipynb").read_text()
     assert text.endswith("}\n")
-    for volatile in ("start_time", "end_time", "duration", "environment_variables", "input_path",
-                     "output_path", "iopub.", "dlmpaper-reproduce-", str(root)):
+    for volatile in (
+        "start_time",
+        "end_time",
+        "duration",
+        "environment_variables",
+        "input_path",
+        "output_path",
+        "iopub.",
+        "dlmpaper-reproduce-",
+        str(root),
+    ):
         assert volatile not in text, volatile
     nb = nbformat.reads(text, as_version=4)
     # papermill's injected cell is folded into the parameters cell, whose source is unchanged
@@ -175,15 +204,32 @@ def test_second_run_is_byte_identical(published, tmp_path):
 def test_failing_notebook_leaves_previous_state_and_names_cell(published, tmp_path, capfd):
     root, _ = published
     repo = _repo_copy(root, tmp_path / "repo")
-    _write(repo / "notebooks", "02_fail.ipynb", [_params_cell(), new_code_cell("x = 1"), new_code_cell("y = x / 0\nprint(y)")])
+    _write(
+        repo / "notebooks",
+        "02_fail.ipynb",
+        [_params_cell(), new_code_cell("x = 1"), new_code_cell("y = x / 0\nprint(y)")],
+    )
     _write(repo / "notebooks", "03_after.ipynb", [_params_cell(), new_code_cell(FIG_CELL.format(name="after"))])
     before = _snapshot(repo)
     scratch = tmp_path / "scratch"
     scratch.mkdir()
 
     # Seed 7 makes 00_alpha draw a different figure; it must not reach figures/.
-    code = main(["--notebooks", "00,02,03", "--seed", "7", "--quiet", "--scratch-dir", str(scratch),
-                 "--notebooks-dir", str(repo / "notebooks"), "--figures-dir", str(repo / "figures")])
+    code = main(
+        [
+            "--notebooks",
+            "00,02,03",
+            "--seed",
+            "7",
+            "--quiet",
+            "--scratch-dir",
+            str(scratch),
+            "--notebooks-dir",
+            str(repo / "notebooks"),
+            "--figures-dir",
+            str(repo / "figures"),
+        ]
+    )
     err = capfd.readouterr().err  # fd level: the kernels' own stderr too
     assert code == 1
     assert "without encryption" not in err  # kernels run over IPC sockets, not TCP
@@ -207,8 +253,13 @@ def test_failure_stops_at_first_failing_notebook(published, tmp_path):
     _write(repo / "notebooks", "02_fail.ipynb", [_params_cell(), new_code_cell("raise RuntimeError('boom')")])
     _write(repo / "notebooks", "03_after.ipynb", [_params_cell(), new_code_cell(FIG_CELL.format(name="after"))])
     with pytest.raises(NotebookFailed) as info:
-        reproduce.run(notebooks=["02", "03"], notebooks_dir=repo / "notebooks", figures_dir=repo / "figures",
-                      scratch_dir=tmp_path, progress=False)
+        reproduce.run(
+            notebooks=["02", "03"],
+            notebooks_dir=repo / "notebooks",
+            figures_dir=repo / "figures",
+            scratch_dir=tmp_path,
+            progress=False,
+        )
     failure = info.value
     assert failure.notebook == "02_fail.ipynb" and failure.cell_index == 1
     assert failure.ename == "RuntimeError" and failure.evalue == "boom"
@@ -233,8 +284,17 @@ def test_paper_profile_offline_exits_2_quickly_and_touches_nothing(published, tm
     import papermill
 
     monkeypatch.setattr(papermill, "execute_notebook", no_kernel)
-    code = main(["--profile", "paper", "--notebooks-dir", str(repo / "notebooks"),
-                 "--figures-dir", str(repo / "figures"), "--quiet"])
+    code = main(
+        [
+            "--profile",
+            "paper",
+            "--notebooks-dir",
+            str(repo / "notebooks"),
+            "--figures-dir",
+            str(repo / "figures"),
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert "GSAI-ML/LLaDA-8B-Instruct" in err and "GAIR/lima" in err
@@ -300,19 +360,30 @@ def test_discover_notebooks_numeric_order_and_selection(tmp_path):
 
 
 def _volatile_notebook():
-    nb = new_notebook(cells=[
-        _params_cell(),
-        new_code_cell("# Parameters\nseed = 1\n"),
-        new_code_cell("print(1)"),
-        new_markdown_cell("An Exception was encountered"),
-        new_code_cell("x"),
-    ])
+    nb = new_notebook(
+        cells=[
+            _params_cell(),
+            new_code_cell("# Parameters\nseed = 1\n"),
+            new_code_cell("print(1)"),
+            new_markdown_cell("An Exception was encountered"),
+            new_code_cell("x"),
+        ]
+    )
     nb.cells[1].metadata["tags"] = ["injected-parameters"]
     nb.cells[3].metadata["tags"] = ["papermill-error-cell-tag"]
     nb.cells[4].id = nb.cells[2].id  # duplicate id
-    nb.metadata["papermill"] = {"parameters": {"seed": 1}, "start_time": "2025-01-01T00:00:00",
-                                "duration": 3.2, "environment_variables": {}, "input_path": "/a", "output_path": "/b",
-                                "version": "2.7.0", "exception": None, "end_time": "x", "default_parameters": {}}
+    nb.metadata["papermill"] = {
+        "parameters": {"seed": 1},
+        "start_time": "2025-01-01T00:00:00",
+        "duration": 3.2,
+        "environment_variables": {},
+        "input_path": "/a",
+        "output_path": "/b",
+        "version": "2.7.0",
+        "exception": None,
+        "end_time": "x",
+        "default_parameters": {},
+    }
     nb.metadata["kernelspec"] = {"name": "my-env", "display_name": "Mine", "language": "python"}
     nb.metadata["language_info"] = {"name": "python", "version": "3.11.7"}
     nb.metadata["widgets"] = {"state": {}}
@@ -324,8 +395,9 @@ def _volatile_notebook():
         nbformat.v4.new_output("stream", name="stdout", text="a"),
         nbformat.v4.new_output("stream", name="stderr", text="100%|##| 3/3 [00:01<00:00, 2.5it/s]"),
         nbformat.v4.new_output("stream", name="stdout", text="b\n"),
-        nbformat.v4.new_output("display_data", data={"application/vnd.jupyter.widget-view+json": {"model_id": "r"},
-                                                     "text/plain": "bar"}),
+        nbformat.v4.new_output(
+            "display_data", data={"application/vnd.jupyter.widget-view+json": {"model_id": "r"}, "text/plain": "bar"}
+        ),
     ]
     nb.cells[4].outputs = [nbformat.v4.new_output("execute_result", data={"text/plain": "1"}, execution_count=17)]
     return nb
@@ -337,7 +409,11 @@ def test_clean_notebook_strips_volatile_fields():
     assert nb.metadata["papermill"]["duration"] == 3.2  # input not modified
     assert clean.metadata.papermill == {"parameters": {"seed": 1}}
     assert "widgets" not in clean.metadata
-    assert clean.metadata.kernelspec == {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+    assert clean.metadata.kernelspec == {
+        "display_name": "Python 3 (ipykernel)",
+        "language": "python",
+        "name": "python3",
+    }
     assert clean.metadata.language_info == {"name": "python"}
     assert len(clean.cells) == 3  # error marker removed, injected cell folded into the parameters cell
     assert clean.cells[0].source == PARAMS_SRC.replace("seed = 0", "seed = 1")
@@ -355,8 +431,10 @@ def test_clean_notebook_strips_volatile_fields():
 
 
 def test_fold_keeps_defaults_byte_for_byte_and_writes_other_values():
-    source = ('profile = "embedded"  # "embedded" or "paper" · comment\ndevice = "cpu"\nseed = 0\n'
-              "n = 4\nm = n * 2  # reads n\nblocks = [16,\n          None]  # None: one block\n")
+    source = (
+        'profile = "embedded"  # "embedded" or "paper" · comment\ndevice = "cpu"\nseed = 0\n'
+        "n = 4\nm = n * 2  # reads n\nblocks = [16,\n          None]  # None: one block\n"
+    )
     nb = new_notebook(cells=[_params_cell(), new_code_cell("# Parameters\nseed = 0\n"), new_code_cell("print(seed)")])
     nb.cells[0].source = source
     nb.cells[1].metadata["tags"] = [INJECTED_CELL_ID]
@@ -369,7 +447,14 @@ def test_fold_keeps_defaults_byte_for_byte_and_writes_other_values():
     namespace: dict = {}
     exec(params, namespace)  # what the folded cell computes equals papermill's injection after the cell
     assert {k: namespace[k] for k in ("profile", "device", "seed", "n", "m", "blocks", "extra")} == {
-        "profile": "paper", "device": "cpu", "seed": 7, "n": 8, "m": 8, "blocks": [4], "extra": None}
+        "profile": "paper",
+        "device": "cpu",
+        "seed": 7,
+        "n": 8,
+        "m": 8,
+        "blocks": [4],
+        "extra": None,
+    }
     assert params.splitlines()[0] == 'profile = "paper"  # "embedded" or "paper" · comment'  # comment kept
     assert params.splitlines()[-2:] == ["n = 8", "extra = None"]  # n is read below its line: set after the cell
 
@@ -428,9 +513,12 @@ def test_subset_manifest_merges_and_stale_figures_are_removed(tmp_path):
     stage.mkdir()
     params = {"profile": "embedded", "device": "cpu", "seed": 0}
     old = {
-        "format": 1, "run": {},
-        "notebooks": {"00_a": {"parameters": params, "figures": ["a.pdf"], "models": {}},
-                      "01_b": {"parameters": params, "figures": ["old_b.pdf"], "models": {}}},
+        "format": 1,
+        "run": {},
+        "notebooks": {
+            "00_a": {"parameters": params, "figures": ["a.pdf"], "models": {}},
+            "01_b": {"parameters": params, "figures": ["old_b.pdf"], "models": {}},
+        },
         "figures": {"a.pdf": {"notebook": "00_a"}, "old_b.pdf": {"notebook": "01_b"}},
     }
     (figs / FIGURES_MANIFEST_NAME).write_text(json.dumps(old))

@@ -36,8 +36,10 @@ def _notebook(folder: Path, name: str, body: str) -> None:
 
 def _figure(name: str) -> str:
     """Notebook code writing figure ``name`` (bytes depend on the seed) and a marker in the notebooks folder."""
-    return (f"import os, pathlib\nopen('started-{name}', 'w').close()\n"
-            f"pathlib.Path(os.environ['DLMPAPER_FIGURES'], {name!r}).write_bytes(b'new %d' % seed)")
+    return (
+        f"import os, pathlib\nopen('started-{name}', 'w').close()\n"
+        f"pathlib.Path(os.environ['DLMPAPER_FIGURES'], {name!r}).write_bytes(b'new %d' % seed)"
+    )
 
 
 def _repo(tmp_path: Path) -> Path:
@@ -52,13 +54,23 @@ def _repo(tmp_path: Path) -> Path:
 
 
 def _state(repo: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(repo)): p.read_bytes() for p in sorted(repo.rglob("*"))
-            if p.is_file() and not p.name.startswith("started-")}
+    return {
+        str(p.relative_to(repo)): p.read_bytes()
+        for p in sorted(repo.rglob("*"))
+        if p.is_file() and not p.name.startswith("started-")
+    }
 
 
 def _args(repo: Path, tmp_path: Path) -> list[str]:
-    return ["--notebooks-dir", str(repo / "notebooks"), "--figures-dir", str(repo / "figures"),
-            "--scratch-dir", str(tmp_path / "scratch"), "--quiet"]
+    return [
+        "--notebooks-dir",
+        str(repo / "notebooks"),
+        "--figures-dir",
+        str(repo / "figures"),
+        "--scratch-dir",
+        str(tmp_path / "scratch"),
+        "--quiet",
+    ]
 
 
 @pytest.fixture
@@ -73,8 +85,11 @@ def test_signal_aborts_the_run_publishes_nothing_and_a_second_run_is_locked_out(
     repo = _repo(tmp_path)
     _notebook(repo / "notebooks", "01_slow.ipynb", "open('started-slow', 'w').close()\nimport time\ntime.sleep(25)")
     before = _state(repo)
-    proc = subprocess.Popen([sys.executable, "-m", "dlmpaper.reproduce", "--seed", "1", *_args(repo, tmp_path)],
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dlmpaper.reproduce", "--seed", "1", *_args(repo, tmp_path)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while not (repo / "notebooks" / "started-slow").exists():
@@ -110,8 +125,13 @@ def test_failed_publish_rolls_back_every_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "replace", replace)
     with pytest.raises((OSError, reproduce.ReproduceError)) as info:
-        reproduce.run(seed=1, notebooks_dir=repo / "notebooks", figures_dir=repo / "figures",
-                      scratch_dir=tmp_path / "scratch", progress=False)
+        reproduce.run(
+            seed=1,
+            notebooks_dir=repo / "notebooks",
+            figures_dir=repo / "figures",
+            scratch_dir=tmp_path / "scratch",
+            progress=False,
+        )
     assert failed and _state(repo) == before, "figures/ or notebooks/ kept part of the new results"
     assert "rolled back" in str(info.value)
 
@@ -121,15 +141,25 @@ def test_unwritable_figures_or_notebooks_fail_before_any_notebook_runs(tmp_path,
     (tmp_path / "plain_file").write_text("x")
     start = time.monotonic()
     with pytest.raises(PreflightError, match="cannot be created|is a file"):
-        reproduce.run(notebooks_dir=repo / "notebooks", figures_dir=tmp_path / "plain_file" / "figures",
-                      scratch_dir=tmp_path / "scratch", progress=False)
+        reproduce.run(
+            notebooks_dir=repo / "notebooks",
+            figures_dir=tmp_path / "plain_file" / "figures",
+            scratch_dir=tmp_path / "scratch",
+            progress=False,
+        )
     assert time.monotonic() - start < 5
     real = os.access
     for folder, what in ((repo / "figures", "figures folder"), (repo / "notebooks", "notebooks folder")):
-        monkeypatch.setattr(os, "access", lambda p, mode, f=folder, **kw: False if Path(p) == f else real(p, mode, **kw))
+        monkeypatch.setattr(
+            os, "access", lambda p, mode, f=folder, **kw: False if Path(p) == f else real(p, mode, **kw)
+        )
         with pytest.raises(PreflightError, match=f"{what} .* is not writable"):
-            reproduce.run(notebooks_dir=repo / "notebooks", figures_dir=repo / "figures",
-                          scratch_dir=tmp_path / "scratch", progress=False)
+            reproduce.run(
+                notebooks_dir=repo / "notebooks",
+                figures_dir=repo / "figures",
+                scratch_dir=tmp_path / "scratch",
+                progress=False,
+            )
     assert not list((repo / "notebooks").glob("started-*")), "a notebook ran before the check"
 
 
@@ -152,6 +182,7 @@ def test_scratch_folder_of_a_killed_run_is_removed_by_the_next_run(tmp_path, mon
     failed = tmp_path / "scratch" / f"{reproduce.SCRATCH_PREFIX}failed"  # kept for inspection: no marker
     failed.mkdir()
     monkeypatch.setattr(reproduce, "_execute_all", lambda *a, **k: ({}, {}, {}))  # no kernels: nothing to run
-    reproduce.run(notebooks_dir=repo / "notebooks", figures_dir=repo / "figures", scratch_dir=tmp_path / "scratch",
-                  progress=False)
+    reproduce.run(
+        notebooks_dir=repo / "notebooks", figures_dir=repo / "figures", scratch_dir=tmp_path / "scratch", progress=False
+    )
     assert sorted(p.name for p in (tmp_path / "scratch").iterdir()) == [alive.name, failed.name]

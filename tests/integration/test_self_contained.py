@@ -33,8 +33,12 @@ def test_cited_architecture_sections_exist():
     doc = (paths.ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
     headings = {line.lstrip("#").strip() for line in doc.splitlines() if line.startswith("#")}
     cited = re.compile(r'ARCHITECTURE\.md,?\s+"([^"]+)"')
-    missing = [f"{p.relative_to(paths.ROOT)}: {m.group(1)!r}" for p, text in _texts()
-               for m in cited.finditer(text.replace("\\n", " ")) if m.group(1).rstrip(".") not in headings]
+    missing = [
+        f"{p.relative_to(paths.ROOT)}: {m.group(1)!r}"
+        for p, text in _texts()
+        for m in cited.finditer(text.replace("\\n", " "))
+        if m.group(1).rstrip(".") not in headings
+    ]
     assert not missing, missing
 
 
@@ -46,9 +50,11 @@ def test_one_paper_section_numbering():
 
 def test_readme_module_map_names_every_module():
     readme = (paths.ROOT / "README.md").read_text(encoding="utf-8")
-    block = readme[readme.index("dlmpaper/   "):readme.index("data/       ")]
+    block = readme[readme.index("dlmpaper/   ") : readme.index("data/       ")]
     package = paths.ROOT / "dlmpaper"
-    modules = sorted({p.stem for p in package.rglob("*.py") if p.stem not in ("__init__", "__main__")}
-                     | {p.parent.name for p in package.rglob("__init__.py") if p.parent != package})
+    modules = sorted(
+        {p.stem for p in package.rglob("*.py") if p.stem not in ("__init__", "__main__")}
+        | {p.parent.name for p in package.rglob("__init__.py") if p.parent != package}
+    )
     missing = [m for m in modules if not re.search(rf"\b{m}\b", block)]
     assert not missing, f"README's module map lacks {missing}"

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from dlmpaper.analyses import trap as AT
+from dlmpaper.core import trap as T
 from dlmpaper.lm import toymodels as TM
 from dlmpaper.train import toy as TT
-from dlmpaper.core import trap as T
 
 SHIPPED = sorted(TM.TOY_LANGUAGES)
 VERB_STATES = ["I _ _", "he _ _", "they _ _", "she _ _"]
@@ -166,8 +166,18 @@ def test_unknown_language_names_the_choices():
 
 def test_toy_invalid_rates_columns_and_exact_reference():
     df = AT.toy_invalid_rates(["agreement"], tokens_per_step=[1, 2, 3, 8], n_samples=300)
-    assert list(df.columns) == ["language", "order", "marginals", "tokens_per_step", "n_steps", "n_samples",
-                                "invalid_exact", "invalid_sim", "sim_ci_low", "sim_ci_high"]
+    assert list(df.columns) == [
+        "language",
+        "order",
+        "marginals",
+        "tokens_per_step",
+        "n_steps",
+        "n_samples",
+        "invalid_exact",
+        "invalid_sim",
+        "sim_ci_low",
+        "sim_ci_high",
+    ]
     assert set(df["marginals"]) == {"exact", "trained"} and set(df["order"]) == {"left_to_right", "random"}
     assert sorted(df["tokens_per_step"].unique()) == [1, 2, 3]  # k = 8 > L = 3 is skipped
     assert len(df) == 2 * 2 * 3

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from dlmpaper import paths
+from dlmpaper.core.objectives import corrupt, left_padded_positions, mask_probability, sft_loss
 from dlmpaper.lm import embedded
+from dlmpaper.lm.embedded import encode_pairs, make_batch, render_prompt
 from dlmpaper.lm.models import EMBEDDED_FIX, load_model
 from dlmpaper.provenance import ManifestError, verify_manifest
-from dlmpaper.lm.embedded import encode_pairs, make_batch, render_prompt
 from dlmpaper.train.loop import Run, TrainConfig, evaluate
-from dlmpaper.core.objectives import corrupt, left_padded_positions, mask_probability, sft_loss
 
 MASK = 99
 
@@ -76,12 +76,17 @@ def tokenizer():
 
 def test_rendered_prompt_equals_the_chat_template(tokenizer):
     for prompt in ["Tell me about the word dog.", "  Can brain cells move?\n"]:
-        templated = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False)
+        templated = tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
+        )
         assert templated == render_prompt(prompt)
 
 
 def test_batch_layout_trains_eos_padding_and_never_the_prompt(tokenizer):
-    rows = [{"prompt": "Define the word cat.", "response": "The word cat is a noun."}, {"prompt": "Tell me about the word tiny.", "response": "The word tiny."}]
+    rows = [
+        {"prompt": "Define the word cat.", "response": "The word cat is a noun."},
+        {"prompt": "Tell me about the word tiny.", "response": "The word tiny."},
+    ]
     data = encode_pairs(tokenizer, rows, 16)
     ids, attention, response = make_batch(data, [0, 1], tokenizer, 16)
     eos, eot = tokenizer.convert_tokens_to_ids([embedded.EOS, embedded.EOT])
@@ -102,7 +107,19 @@ def test_short_training_lowers_heldout_loss_and_resumes_exactly(tmp_path):
         for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
             if (paths.EMBEDDED_MODEL / name).exists():
                 shutil.copy(paths.EMBEDDED_MODEL / name, directory / "model" / name)
-        cfg = TrainConfig(steps=40, batch_size=8, lr=3e-3, warmup=5, hidden=64, layers=2, heads=2, max_train_pairs=2000, eval_pairs=32, response_length=48, full_length_share=0.0)
+        cfg = TrainConfig(
+            steps=40,
+            batch_size=8,
+            lr=3e-3,
+            warmup=5,
+            hidden=64,
+            layers=2,
+            heads=2,
+            max_train_pairs=2000,
+            eval_pairs=32,
+            response_length=48,
+            full_length_share=0.0,
+        )
         return Run(directory, cfg)
 
     run = fresh_run(tmp_path / "a")
@@ -148,8 +165,20 @@ def test_other_families_train_on_the_corpus_resume_and_export(tmp_path, family):
     from dlmpaper.train.loop import export
 
     torch.set_num_threads(1)
-    cfg = TrainConfig(steps=12, batch_size=8, lr=3e-3, warmup=2, hidden=64, layers=2, heads=2, max_train_pairs=500,
-                      eval_pairs=16, response_length=32, full_length_share=0.0, family=family)
+    cfg = TrainConfig(
+        steps=12,
+        batch_size=8,
+        lr=3e-3,
+        warmup=2,
+        hidden=64,
+        layers=2,
+        heads=2,
+        max_train_pairs=500,
+        eval_pairs=16,
+        response_length=32,
+        full_length_share=0.0,
+        family=family,
+    )
     run = Run(tmp_path / "run", cfg)
     assert run.tokenizer.get_vocab() == load_model("embedded").tokenizer.get_vocab()  # the shared tokenizer
     key = "response_ce" if family == "autoregressive" else "ce_t50"

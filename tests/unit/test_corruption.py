@@ -32,8 +32,8 @@ def _within(observed: float, expected: float, n: int, k: float = 5.0) -> bool:
     return abs(observed - expected) <= k * se + 1e-9
 
 
-def _tokens(b: int, l: int, v: int, seed: int = 0) -> torch.Tensor:
-    return torch.randint(v, (b, l), generator=torch.Generator().manual_seed(seed))
+def _tokens(b: int, length: int, v: int, seed: int = 0) -> torch.Tensor:
+    return torch.randint(v, (b, length), generator=torch.Generator().manual_seed(seed))
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +42,7 @@ def emb() -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- schedules
+
 
 @pytest.mark.parametrize("name", ["cosine", "linear", "sqrt"])
 def test_schedule_monotone_and_in_unit_interval(name):
@@ -82,6 +83,7 @@ def test_schedule_bad_arguments():
 
 # --------------------------------------------------------------------------- absorbing mask
 
+
 def test_mask_endpoints_and_shape():
     x0 = _tokens(3, 7, 20)
     torch.testing.assert_close(mask_closed_form(x0, 0.0, MASK, 0), x0)
@@ -121,6 +123,7 @@ def test_mask_is_deterministic_given_seed():
 
 
 # --------------------------------------------------------------------------- uniform substitution
+
 
 def _value_freqs(x: torch.Tensor, v: int) -> torch.Tensor:
     return torch.bincount(x.flatten(), minlength=v).double() / x.numel()
@@ -166,6 +169,7 @@ def test_uniform_vocab_ids_excludes_special_tokens():
 
 
 # --------------------------------------------------------------------------- Gaussian on embeddings
+
 
 def test_gaussian_t0_is_the_embedding_and_rounds_back(emb):
     x0 = torch.tensor([[0, 3, 5], [1, 1, 2]])
@@ -218,6 +222,7 @@ def test_standardize_embedding(emb):
 
 # --------------------------------------------------------------------------- bad arguments
 
+
 @pytest.mark.parametrize("t", [-0.1, 1.5, float("nan")])
 def test_t_outside_unit_interval_raises(t, emb):
     x0 = _tokens(2, 5, 6)
@@ -250,12 +255,21 @@ def test_bad_shapes_and_types_raise(emb):
 
 # --------------------------------------------------------------------------- tables
 
+
 def test_corruption_grid_mask_is_nested_and_labelled():
     x0 = torch.arange(40)
     levels = [0.0, 0.25, 0.5, 0.75, 1.0]
     df = corruption_grid(x0, levels, "mask", mask_id=MASK, generator=3)
-    assert list(df.columns) == ["process", "level", "position", "token_id", "noisy_id", "state",
-                                "is_original", "distance"]
+    assert list(df.columns) == [
+        "process",
+        "level",
+        "position",
+        "token_id",
+        "noisy_id",
+        "state",
+        "is_original",
+        "distance",
+    ]
     assert len(df) == len(levels) * 40
     assert (df[df.level == 0.0].state == "kept").all()
     assert (df[df.level == 1.0].state == "masked").all()

@@ -25,10 +25,17 @@ def small_table() -> pd.DataFrame:
     """A remedy_table-shaped frame: two languages, a few families, one infinite KL."""
     rows = []
     for lang, L in (("a", 3), ("b", 4)):
-        for dec, nfe, inv, kl in [("low_confidence", 1, 0.4, 0.6), ("low_confidence", L, 0.0, 0.0),
-                                  ("dilated", 2, 0.1, 0.2), ("verifier", 2.5, 0.001, float("inf")),
-                                  ("autoregressive", L, 0.001, 0.002), ("naive left_to_right", 1, 0.4, float("nan"))]:
-            rows.append(dict(language=lang, length=L, decoder=dec, label=f"{dec} {nfe}", nfe=float(nfe), invalid=inv, kl=kl))
+        for dec, nfe, inv, kl in [
+            ("low_confidence", 1, 0.4, 0.6),
+            ("low_confidence", L, 0.0, 0.0),
+            ("dilated", 2, 0.1, 0.2),
+            ("verifier", 2.5, 0.001, float("inf")),
+            ("autoregressive", L, 0.001, 0.002),
+            ("naive left_to_right", 1, 0.4, float("nan")),
+        ]:
+            rows.append(
+                dict(language=lang, length=L, decoder=dec, label=f"{dec} {nfe}", nfe=float(nfe), invalid=inv, kl=kl)
+            )
     return pd.DataFrame(rows)
 
 

@@ -37,10 +37,13 @@ guards.publish([(dst / "a", src / "a"), (dst / "b", src / "b"), (dst / "gone", N
 """
 
 
-@pytest.mark.parametrize("when, expected", [
-    ("before-commit", {"a": "old a", "b": "old b", "gone": "old gone"}),
-    ("after-commit", {"a": "new a", "b": "new b", "c": "new c"}),
-])
+@pytest.mark.parametrize(
+    "when, expected",
+    [
+        ("before-commit", {"a": "old a", "b": "old b", "gone": "old gone"}),
+        ("after-commit", {"a": "new a", "b": "new b", "c": "new c"}),
+    ],
+)
 def test_publish_killed_midway_is_undone_or_finished_by_recover(tmp_path, when, expected):
     dst = _folder(tmp_path / "dst", a="old a", b="old b", gone="old gone")
     src = _folder(tmp_path / "src", a="new a", b="new b", c="new c")
@@ -69,13 +72,21 @@ def test_publish_error_rolls_back_and_leaves_no_temporary_files(tmp_path):
 
 def test_lock_fails_fast_naming_the_holder_and_is_freed_when_the_holder_is_killed(tmp_path):
     lock = tmp_path / "run.lock"
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
         import sys, time
         from dlmpaper.guards import RunLock
         with RunLock({str(lock)!r}, "test run"):
             print("held", flush=True)
             time.sleep(60)
-    """)], stdout=subprocess.PIPE, text=True)
+    """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(guards.LockedError, match=f"PID {holder.pid}, lock {lock}"):
@@ -98,8 +109,10 @@ def test_replace_dir_and_restore_after_a_half_done_swap(tmp_path):
     assert _texts(target) == {"weights": "new"} and sorted(p.name for p in tmp_path.iterdir()) == ["model"]
 
 
-@pytest.mark.parametrize("seed, ok", [(0, True), (2**32 - 1, True), (2**32, False), (-1, False), (10**23, False),
-                                      (True, False), (1.0, False)])
+@pytest.mark.parametrize(
+    "seed, ok",
+    [(0, True), (2**32 - 1, True), (2**32, False), (-1, False), (10**23, False), (True, False), (1.0, False)],
+)
 def test_seed_range(seed, ok):
     if ok:
         assert guards.check_seed(seed) == seed

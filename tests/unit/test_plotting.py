@@ -223,8 +223,8 @@ def _everything(nudge: bool):
 
 
 def _likes(nudge: bool):
-    from dlmpaper.figures import trap as figures_trap
     from dlmpaper.core import trap
+    from dlmpaper.figures import trap as figures_trap
 
     table = trap.likes_example("tennis")
     return figures_trap.plot_likes_exact(_nudge_frame(table) if nudge else table)
@@ -242,9 +242,18 @@ def _rates(nudge: bool):
                 # Measured-looking values (not decimal halves such as 0.3140375, which sit exactly
                 # on a rounding boundary of the grid and flip with the last bit: see the README).
                 v = (1 - 1 / k) / np.pi + (0.01 * np.e if marginals == "trained" else 0.0)
-                rows.append(dict(language="agreement", order=order, marginals=marginals, tokens_per_step=k,
-                                 invalid_exact=v, invalid_sim=v + 0.01 / np.sqrt(7),
-                                 sim_ci_low=max(v - 0.04 / np.sqrt(3), 0.0), sim_ci_high=v + 0.05 / np.sqrt(5)))
+                rows.append(
+                    dict(
+                        language="agreement",
+                        order=order,
+                        marginals=marginals,
+                        tokens_per_step=k,
+                        invalid_exact=v,
+                        invalid_sim=v + 0.01 / np.sqrt(7),
+                        sim_ci_low=max(v - 0.04 / np.sqrt(3), 0.0),
+                        sim_ci_high=v + 0.05 / np.sqrt(5),
+                    )
+                )
     frame = pd.DataFrame(rows)
     return figures_trap.plot_invalid_rates(_nudge_frame(frame) if nudge else frame)
 
@@ -278,6 +287,9 @@ def test_snap_grid_follows_the_axis_span_and_is_idempotent():
     before = [np.array(ln.get_xydata()) for ax in fig.axes for ln in ax.lines]
     limits = [(ax.get_xlim(), ax.get_ylim()) for ax in fig.axes]
     plotting.snap_figure(fig)
-    assert all(np.array_equal(a, np.array(ln.get_xydata())) for a, ln in zip(before, [ln for ax in fig.axes for ln in ax.lines]))
+    assert all(
+        np.array_equal(a, np.array(ln.get_xydata()))
+        for a, ln in zip(before, [ln for ax in fig.axes for ln in ax.lines])
+    )
     assert limits == [(ax.get_xlim(), ax.get_ylim()) for ax in fig.axes]
     plt.close(fig)

@@ -187,7 +187,12 @@ def test_truncated_js_brackets_the_exact_value():
     prompts = ["p0", "p1", "p2", "p3"]
     exact = P.positional_probe(_fake(tables), prompts, n_masks=5, top_k=3, progress=False, js_support=None)
     # direct float64 reference
-    probs = np.stack([np.exp(t - t.max(-1, keepdims=True)) / np.exp(t - t.max(-1, keepdims=True)).sum(-1, keepdims=True) for t in tables])
+    probs = np.stack(
+        [
+            np.exp(t - t.max(-1, keepdims=True)) / np.exp(t - t.max(-1, keepdims=True)).sum(-1, keepdims=True)
+            for t in tables
+        ]
+    )
     mean = probs.mean(0)
     a = (probs + mean) / 2
     kl = lambda p, q: (p * np.log(p / q)).sum(-1)  # noqa: E731
@@ -232,8 +237,12 @@ def test_position_summary_hand_case():
     np.testing.assert_allclose(wide["top1_freq_class"], [0.5, 0.5, 0.5, 1.0, 1.0])
     p_top = math.exp(3) / (math.exp(3) + 2)
     np.testing.assert_allclose(wide["top1_prob"], p_top, atol=1e-6)
-    np.testing.assert_allclose(wide["entropy"], -(p_top * math.log(p_top) + 2 * (1 - p_top) / 2 * math.log((1 - p_top) / 2)), atol=1e-5)
-    assert (summary["ci_low"] <= summary["mean"] + 1e-12).all() and (summary["mean"] <= summary["ci_high"] + 1e-12).all()
+    np.testing.assert_allclose(
+        wide["entropy"], -(p_top * math.log(p_top) + 2 * (1 - p_top) / 2 * math.log((1 - p_top) / 2)), atol=1e-5
+    )
+    assert (summary["ci_low"] <= summary["mean"] + 1e-12).all() and (
+        summary["mean"] <= summary["ci_high"] + 1e-12
+    ).all()
     # identical distributions at positions 4-5: JS 0 and a zero-width CI
     js = summary[(summary["statistic"] == "js_divergence") & (summary["position"] >= 4)]
     np.testing.assert_allclose(js[["mean", "ci_low", "ci_high"]].to_numpy(), 0.0, atol=1e-6)
@@ -275,9 +284,22 @@ def test_bootstrap_ci_contains_mean_and_is_seeded(llada_result):
 # --------------------------------------------------------------------------- token classes and ranks
 @pytest.mark.parametrize(
     "text, expected",
-    [("\u0120the", True), (" The", True), ("\u2581of", True), (",", True), ("...", True), ("\u2014", True),
-     ("\n", True), ("\u010a", True), (" cells", False), ("Yes", False), ("migrate", False),
-     ("<|endoftext|>", False), ("", False), ("$", True)],
+    [
+        ("\u0120the", True),
+        (" The", True),
+        ("\u2581of", True),
+        (",", True),
+        ("...", True),
+        ("\u2014", True),
+        ("\n", True),
+        ("\u010a", True),
+        (" cells", False),
+        ("Yes", False),
+        ("migrate", False),
+        ("<|endoftext|>", False),
+        ("", False),
+        ("$", True),
+    ],
 )
 def test_is_stop_or_punct(text, expected):
     assert P.is_stop_or_punct(text) is expected
@@ -308,7 +330,9 @@ def test_prompt_too_long_errors_or_skips(bert_mlm):
     with pytest.raises(ValueError, match="prompt-0001"):
         P.positional_probe(bert_mlm, ["Yes", long_prompt], n_masks=n_masks, progress=False)
     with pytest.warns(UserWarning, match="skipping 1 prompt"):
-        result = P.positional_probe(bert_mlm, ["Yes", long_prompt], n_masks=n_masks, top_k=1, progress=False, too_long="skip")
+        result = P.positional_probe(
+            bert_mlm, ["Yes", long_prompt], n_masks=n_masks, top_k=1, progress=False, too_long="skip"
+        )
     assert result.prompt_ids == ["prompt-0000"]
     with pytest.raises(ValueError, match="js_support"):
         P.positional_probe(bert_mlm, ["Yes"], n_masks=2, progress=False, js_support=-1)

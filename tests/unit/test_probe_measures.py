@@ -18,12 +18,26 @@ from dlmpaper.core.probe import ProbeResult
 def _result(top: np.ndarray) -> ProbeResult:
     """A ProbeResult holding only a top-k table (n_prompts, n_masks, top_k), prompts 'p0', 'p1', ..."""
     n, m, k = top.shape
-    rows = [{"prompt_id": f"p{i}", "position": p + 1, "rank": r + 1, "token_id": int(top[i, p, r])}
-            for i in range(n) for p in range(m) for r in range(k)]
+    rows = [
+        {"prompt_id": f"p{i}", "position": p + 1, "rank": r + 1, "token_id": int(top[i, p, r])}
+        for i in range(n)
+        for p in range(m)
+        for r in range(k)
+    ]
     table = pd.DataFrame(rows).sample(frac=1.0, random_state=0)  # any row order
     prompts = pd.DataFrame({"prompt_id": [f"p{i}" for i in range(n)], "prompt": [""] * n, "n_prompt_tokens": 1})
-    return ProbeResult(table=table, per_prompt=pd.DataFrame(), mean_probs=np.zeros((m, 1)), prompts=prompts,
-                       n_masks=m, top_k=k, js_support=1, vocab_size=100, end_ids=(0,), model_name="hand")
+    return ProbeResult(
+        table=table,
+        per_prompt=pd.DataFrame(),
+        mean_probs=np.zeros((m, 1)),
+        prompts=prompts,
+        n_masks=m,
+        top_k=k,
+        js_support=1,
+        vocab_size=100,
+        end_ids=(0,),
+        model_name="hand",
+    )
 
 
 def _row(frame: pd.DataFrame, window: str, against: str) -> pd.Series:
@@ -44,11 +58,16 @@ def test_topk_ids_restores_prompt_and_position_order():
 
 def test_copy_rate_by_hand():
     # 3 prompts, 2 positions, top-2. Prompt tokens: p0 {10}, p1 {20}, p2 {30}.
-    top = np.array([[[10, 1], [1, 1]],    # p0 copies its own token at position 1
-                    [[1, 1], [30, 1]],    # p1 shows p2's token (its mismatched partner) at position 2
-                    [[1, 1], [1, 1]]])    # p2 copies nothing
-    frame = PM.copy_rate(_result(top), [frozenset({10}), frozenset({20}), frozenset({30})], [(1, 1), (1, 2)],
-                         n_boot=200)
+    top = np.array(
+        [
+            [[10, 1], [1, 1]],  # p0 copies its own token at position 1
+            [[1, 1], [30, 1]],  # p1 shows p2's token (its mismatched partner) at position 2
+            [[1, 1], [1, 1]],
+        ]
+    )  # p2 copies nothing
+    frame = PM.copy_rate(
+        _result(top), [frozenset({10}), frozenset({20}), frozenset({30})], [(1, 1), (1, 2)], n_boot=200
+    )
     assert _row(frame, "1-1", "own")["mean"] == pytest.approx(1 / 3)
     assert _row(frame, "1-1", "mismatched")["mean"] == 0.0
     assert _row(frame, "1-2", "own")["mean"] == pytest.approx(1 / 3)
@@ -71,8 +90,7 @@ def test_copy_rate_leaves_out_prompts_without_content_and_checks_windows():
 
 def test_gold_recall_by_hand():
     # 2 prompts, 4 positions, top-1; gold p0 {1, 2}, p1 {3, 4, 5, 6}.
-    top = np.array([[[1], [9], [9], [3]],
-                    [[3], [4], [9], [9]]])
+    top = np.array([[[1], [9], [9], [3]], [[3], [4], [9], [9]]])
     frame = PM.gold_recall(_result(top), [frozenset({1, 2}), frozenset({3, 4, 5, 6})], [(1, 2), (3, 4)], n_boot=100)
     assert _row(frame, "1-2", "own")["mean"] == pytest.approx((1 / 2 + 2 / 4) / 2)
     assert _row(frame, "1-2", "mismatched")["mean"] == pytest.approx((0 / 4 + 0 / 2) / 2)
@@ -103,21 +121,45 @@ def test_shuffled_answers_moves_every_answer():
 
 
 def test_verdicts_follow_the_intervals():
-    js = {"near": 0.3, "near_low": 0.25, "near_high": 0.35, "far": 0.0, "far_low": 0.0, "far_high": 0.0,
-          "diff": 0.3, "diff_low": 0.25, "diff_high": 0.35}
+    js = {
+        "near": 0.3,
+        "near_low": 0.25,
+        "near_high": 0.35,
+        "far": 0.0,
+        "far_low": 0.0,
+        "far_high": 0.0,
+        "diff": 0.3,
+        "diff_low": 0.25,
+        "diff_high": 0.35,
+    }
     noise = {**js, "near": 3e-8, "near_low": 3e-8, "near_high": 3e-8, "diff": 3e-8, "diff_low": 3e-8, "diff_high": 3e-8}
 
     def frame(measure, window, excess_low):
-        return pd.DataFrame([{"measure": measure, "window": window, "scored_against": k, "mean": 0.1,
-                              "ci_low": excess_low if k == "excess" else 0.0, "ci_high": 0.2, "n_prompts": 9}
-                             for k in ("own", "mismatched", "excess")])
+        return pd.DataFrame(
+            [
+                {
+                    "measure": measure,
+                    "window": window,
+                    "scored_against": k,
+                    "mean": 0.1,
+                    "ci_low": excess_low if k == "excess" else 0.0,
+                    "ci_high": 0.2,
+                    "n_prompts": 9,
+                }
+                for k in ("own", "mismatched", "excess")
+            ]
+        )
 
     copy_up, copy_flat = frame("copy_rate", "1-8", 0.05), frame("copy_rate", "1-8", -0.01)
     recall = pd.concat([frame("gold_recall", "1-16", 0.3).assign(ci_high=0.4), frame("gold_recall", "113-128", -0.1)])
     good = PM.verdicts(js, copy_up, recall, {"rho": 0.4, "ci_low": 0.2, "ci_high": 0.6})
     assert good["verdict"].tolist() == ["supported"] * 4
-    bad = PM.verdicts(noise, copy_flat, recall.assign(ci_low=-0.1), {"rho": float("nan"), "ci_low": float("nan"),
-                                                                      "ci_high": float("nan")})
+    bad = PM.verdicts(
+        noise,
+        copy_flat,
+        recall.assign(ci_low=-0.1),
+        {"rho": float("nan"), "ci_low": float("nan"), "ci_high": float("nan")},
+    )
     assert bad["verdict"].tolist() == ["NOT supported"] * 4
     no_gold = PM.verdicts(js, copy_up, None, None)
     assert no_gold["verdict"].tolist()[2:] == ["n/a", "n/a"]

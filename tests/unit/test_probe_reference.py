@@ -10,7 +10,7 @@ import pytest
 from dlmpaper.core.probe import positional_probe, reference_probe
 from dlmpaper.lm import MaskedDiffusionLM
 
-PROMPTS = ["Why does bread go stale?", "Tell me about the word \"tennis\".", "Is a whale a fish?"]
+PROMPTS = ["Why does bread go stale?", 'Tell me about the word "tennis".', "Is a whale a fish?"]
 
 
 @pytest.mark.parametrize("fixture", ["llada_like", "bert_mlm"])
@@ -25,8 +25,9 @@ def test_fast_probe_equals_the_reference(request, fixture):
         assert got["token_id"].tolist() == ref["token_id"].tolist()
         np.testing.assert_allclose(got["prob"].to_numpy(), ref["prob"].to_numpy(), rtol=1e-4, atol=1e-6)
         entropy = fast.per_prompt[fast.per_prompt["prompt_id"] == pid].sort_values("position")["entropy"]
-        np.testing.assert_allclose(entropy.to_numpy(), ref.drop_duplicates("position")["entropy"].to_numpy(),
-                                   rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(
+            entropy.to_numpy(), ref.drop_duplicates("position")["entropy"].to_numpy(), rtol=1e-4, atol=1e-5
+        )
 
 
 def test_reference_probe_by_hand(llada_like):

@@ -18,8 +18,8 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from dlmpaper.analyses import probe as AP  # noqa: E402
-from dlmpaper.figures import probe as fp  # noqa: E402
 from dlmpaper.core import probe as P  # noqa: E402
+from dlmpaper.figures import probe as fp  # noqa: E402
 
 EOS = 0
 VOCAB = ["<|endoftext|>", " the", ".", " cells", " migrate", " Yes", " brain", " move", " neurons", " apel", "ike"]
@@ -43,20 +43,48 @@ def _result(js_near: float = 0.2, js_far: float = 0.01) -> P.ProbeResult:
             top = _top1(i, pos)
             js = js_near + 0.01 * i if pos <= 4 else js_far
             per.append(
-                {"prompt_id": pid, "position": pos, "entropy": 2.0 if pos <= 8 else 0.1, "top1_id": top,
-                 "top1_token": VOCAB[top], "top1_prob": 0.5 if pos <= 8 else 0.99, "top1_is_end": top == EOS,
-                 "js": js, "js_upper": js}
+                {
+                    "prompt_id": pid,
+                    "position": pos,
+                    "entropy": 2.0 if pos <= 8 else 0.1,
+                    "top1_id": top,
+                    "top1_token": VOCAB[top],
+                    "top1_prob": 0.5 if pos <= 8 else 0.99,
+                    "top1_is_end": top == EOS,
+                    "js": js,
+                    "js_upper": js,
+                }
             )
             others = [t for t in (1, 2, 8) if t != top][: TOP_K - 1]
             for rank, (tok, prob) in enumerate(zip([top, *others], [0.5, 0.3, 0.1]), start=1):
-                table.append({"prompt_id": pid, "position": pos, "rank": rank, "token_id": tok,
-                              "token": VOCAB[tok], "prob": prob})
-    prompts = pd.DataFrame({"prompt_id": ids, "prompt": [f"Tell me about the word w{i}." for i in range(N_PROMPTS)],
-                            "n_prompt_tokens": [7] * N_PROMPTS})
+                table.append(
+                    {
+                        "prompt_id": pid,
+                        "position": pos,
+                        "rank": rank,
+                        "token_id": tok,
+                        "token": VOCAB[tok],
+                        "prob": prob,
+                    }
+                )
+    prompts = pd.DataFrame(
+        {
+            "prompt_id": ids,
+            "prompt": [f"Tell me about the word w{i}." for i in range(N_PROMPTS)],
+            "n_prompt_tokens": [7] * N_PROMPTS,
+        }
+    )
     return P.ProbeResult(
-        table=pd.DataFrame(table), per_prompt=pd.DataFrame(per), mean_probs=np.full((N_MASKS, len(VOCAB)), 1 / len(VOCAB)),
-        prompts=prompts, n_masks=N_MASKS, top_k=TOP_K, js_support=len(VOCAB), vocab_size=len(VOCAB),
-        end_ids=(EOS,), model_name="synthetic",
+        table=pd.DataFrame(table),
+        per_prompt=pd.DataFrame(per),
+        mean_probs=np.full((N_MASKS, len(VOCAB)), 1 / len(VOCAB)),
+        prompts=prompts,
+        n_masks=N_MASKS,
+        top_k=TOP_K,
+        js_support=len(VOCAB),
+        vocab_size=len(VOCAB),
+        end_ids=(EOS,),
+        model_name="synthetic",
     )
 
 
@@ -204,8 +232,12 @@ def test_headword_positions_and_copy_check():
         {
             "prompt_id": ["p0", "p1", "p2", "p3"],
             "headword": ["cells", "brain", "Move", "absent"],
-            "response": ["The word cells is a noun.", "The word brain is a noun.", "Words: we move it.",
-                         "The word here is another."],
+            "response": [
+                "The word cells is a noun.",
+                "The word brain is a noun.",
+                "Words: we move it.",
+                "The word here is another.",
+            ],
         }
     )
     gold = AP.headword_positions(tok, prompts)
@@ -223,7 +255,9 @@ def test_headword_positions_and_copy_check():
     for rank in (2, 3):
         sel = (table["prompt_id"] == "p1") & (table["position"] == 3) & (table["rank"] == rank)
         table.loc[sel, "token_id"] = tok.vocab["brain"]
-    table.loc[(table["prompt_id"] == "p1") & (table["position"] == 4) & (table["rank"] == 1), "token_id"] = tok.vocab["brain"]
+    table.loc[(table["prompt_id"] == "p1") & (table["position"] == 4) & (table["rank"] == 1), "token_id"] = tok.vocab[
+        "brain"
+    ]
     result.table = table
     check = AP.headword_copy_check(result, tok, prompts)
     assert check["prompt_id"].tolist() == ["p0", "p1", "p2"]  # p3: headword not in the response

@@ -12,8 +12,8 @@ import torch
 from dlmpaper.analyses import properties
 from dlmpaper.core import trap
 
-
 # D1 --------------------------------------------------------------------------------------------
+
 
 def test_gaussian_gold_posterior_by_hand():
     E = torch.tensor([[1.0], [-1.0]])
@@ -48,6 +48,7 @@ def test_single_token_paths_mask_jumps_gaussian_glides():
 
 # D2 --------------------------------------------------------------------------------------------
 
+
 def test_tractability_counts_steps_and_closed_form_matches_chain():
     E = torch.randn(30, 8, generator=torch.Generator().manual_seed(0))
     x0 = torch.randint(30, (4000,), generator=torch.Generator().manual_seed(1))
@@ -62,6 +63,7 @@ def test_tractability_counts_steps_and_closed_form_matches_chain():
 
 
 # D3 --------------------------------------------------------------------------------------------
+
 
 def test_changes_per_position_by_hand():
     M = 9
@@ -85,6 +87,7 @@ def test_commit_trajectory_and_order():
 
 # L1 --------------------------------------------------------------------------------------------
 
+
 def test_lattice_share_and_rounding_error_by_hand():
     E = torch.tensor([[0.0], [2.0], [4.0]])
     assert properties.embedding_spacing(E) == pytest.approx(2.0)
@@ -93,6 +96,7 @@ def test_lattice_share_and_rounding_error_by_hand():
 
 
 # L2 --------------------------------------------------------------------------------------------
+
 
 def test_invalid_rate_by_hand_and_masked_nfe_bookkeeping():
     lang = trap.agreement_language()
@@ -111,6 +115,7 @@ def test_invalid_rate_by_hand_and_masked_nfe_bookkeeping():
 
 # the matrix ------------------------------------------------------------------------------------
 
+
 def test_judgements_follow_the_stated_rules():
     j = properties.judge_property
     assert [j("D1", 1), j("D1", 6), j("D1", 2), j("D1", float("nan"))] == ["no", "yes", "partial", "no"]
@@ -127,8 +132,14 @@ def test_judgements_follow_the_stated_rules():
 
 
 def test_l2_budget_reads_half_the_passes_and_ar_at_its_length():
-    rates = pd.DataFrame({"language": ["x"] * 6, "family": ["masked"] * 3 + ["continuous"] * 2 + ["autoregressive"],
-                          "nfe": [1, 2, 4, 2, 8, 4], "invalid": [0.9, 0.5, 0.0, 0.3, 0.1, 0.0]})
+    rates = pd.DataFrame(
+        {
+            "language": ["x"] * 6,
+            "family": ["masked"] * 3 + ["continuous"] * 2 + ["autoregressive"],
+            "nfe": [1, 2, 4, 2, 8, 4],
+            "invalid": [0.9, 0.5, 0.0, 0.3, 0.1, 0.0],
+        }
+    )
     picked = properties.l2_at_budget(rates, {"x": 4}).set_index("family")
     assert picked.loc["masked", "nfe"] == 2 and picked.loc["masked", "invalid"] == 0.5
     assert picked.loc["continuous", "nfe"] == 2 and picked.loc["continuous", "invalid"] == 0.3

@@ -21,8 +21,13 @@ def test_model_record_hashes_local_weights_and_keeps_hub_revisions(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"abc")
     model = SimpleNamespace(name="embedded", hub_id=str(tmp_path), revision=None, dtype=torch.float32)
     rec = provenance.model_record(model, "tokenizer")
-    assert rec == {"model_id": "embedded", "hub_id": str(tmp_path), "revision": hashlib.sha256(b"abc").hexdigest(),
-                   "dtype": "float32", "uses": "tokenizer"}
+    assert rec == {
+        "model_id": "embedded",
+        "hub_id": str(tmp_path),
+        "revision": hashlib.sha256(b"abc").hexdigest(),
+        "dtype": "float32",
+        "uses": "tokenizer",
+    }
     hub = SimpleNamespace(name="x", hub_id="org/x", revision="r1", dtype=torch.bfloat16)
     assert provenance.model_record(hub, "probe")["revision"] == "r1"
 

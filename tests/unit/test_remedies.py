@@ -10,11 +10,18 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import torch
+from test_sampling import _one_thread  # noqa: F401 (module-wide fixture: one torch thread)
 
 from dlmpaper.analyses import remedies as R
 from dlmpaper.core import strategies as St
-from dlmpaper.core.trap import ModelMarginalDecoder, ToyLanguage, exact_marginal_fn, agreement_language, brackets_language, copy_language
-from test_sampling import _one_thread  # noqa: F401 (module-wide fixture: one torch thread)
+from dlmpaper.core.trap import (
+    ModelMarginalDecoder,
+    ToyLanguage,
+    agreement_language,
+    brackets_language,
+    copy_language,
+    exact_marginal_fn,
+)
 
 
 def two_token() -> ToyLanguage:
@@ -59,8 +66,11 @@ class LeftToRight:
         return torch.arange(ctx.k)
 
 
-@pytest.mark.parametrize("lang, k", [(agreement_language(), 3), (copy_language(), 6), (brackets_language(), 2),
-                                     (brackets_language(), 4)], ids=["agreement-3", "copy6-6", "brackets8-2", "brackets8-4"])
+@pytest.mark.parametrize(
+    "lang, k",
+    [(agreement_language(), 3), (copy_language(), 6), (brackets_language(), 2), (brackets_language(), 4)],
+    ids=["agreement-3", "copy6-6", "brackets8-2", "brackets8-4"],
+)
 def test_enumeration_equals_traps_exact_naive_decoder(lang, k):
     """With k dividing L the even schedule commits k per step, as trap's decoder does."""
     steps = lang.length // k
@@ -70,13 +80,18 @@ def test_enumeration_equals_traps_exact_naive_decoder(lang, k):
     assert d["nfe_masked"] == pytest.approx(steps)
 
 
-@pytest.mark.parametrize("lang", [agreement_language(), copy_language()], ids=lambda l: l.name)
+@pytest.mark.parametrize("lang", [agreement_language(), copy_language()], ids=lambda language: language.name)
 def test_total_correlation_bound_holds_with_exact_marginals(lang):
     """KL(true || sampler) <= E_true[sum of TC of the committed sets] (Li & Cai), with equality for
     schedules that do not look at the tokens."""
-    for strategy, steps in [(St.LowConfidence(), 1), (St.LowConfidence(), 2), (St.Dilated(), 2),
-                            (St.ConfidenceThreshold(0.3), None), (St.FactorRule(4.0), None),
-                            (St.EntropyBounded(1.0), None)]:
+    for strategy, steps in [
+        (St.LowConfidence(), 1),
+        (St.LowConfidence(), 2),
+        (St.Dilated(), 2),
+        (St.ConfidenceThreshold(0.3), None),
+        (St.FactorRule(4.0), None),
+        (St.EntropyBounded(1.0), None),
+    ]:
         _, _, kl = dist(lang, strategy, steps)
         bound = R.decoder_distribution(lang, strategy, steps, joint=True)["tc"]
         assert kl <= bound + 1e-9
@@ -121,11 +136,17 @@ def noisy_marginals(lang, mix=0.3):
     return lambda batch: (1 - mix) * exact(batch) + mix / lang.vocab_size
 
 
-@pytest.mark.parametrize("name, strategy, steps, noisy", [
-    ("agreement", St.LowConfidence(), 1, False), ("agreement", St.ConfidenceThreshold(0.5), None, True),
-    ("agreement", St.EntropyBounded(3.0), None, False), ("copy6", St.Remask(0.5), 3, True),
-    ("agreement", St.Verifier(2), None, False), ("copy6", St.Verifier(3), None, True),
-])
+@pytest.mark.parametrize(
+    "name, strategy, steps, noisy",
+    [
+        ("agreement", St.LowConfidence(), 1, False),
+        ("agreement", St.ConfidenceThreshold(0.5), None, True),
+        ("agreement", St.EntropyBounded(3.0), None, False),
+        ("copy6", St.Remask(0.5), 3, True),
+        ("agreement", St.Verifier(2), None, False),
+        ("copy6", St.Verifier(3), None, True),
+    ],
+)
 def test_exact_and_simulated_agree(name, strategy, steps, noisy):
     lang = agreement_language() if name == "agreement" else copy_language()
     fn = noisy_marginals(lang) if noisy else None
@@ -133,7 +154,9 @@ def test_exact_and_simulated_agree(name, strategy, steps, noisy):
     ar = lambda pre: 0.7 * exact_ar(pre) + 0.3 / lang.vocab_size  # noqa: E731 (an imperfect judge)
     d, inv, _ = dist(lang, strategy, steps, ar_fn=ar, marginal_fn=fn)
     assert 0.01 < inv < 0.99  # a case where both numbers carry information
-    xs, passes = R.simulate_decoder(lang, strategy, steps, 20_000, rng=np.random.default_rng(3), ar_fn=ar, marginal_fn=fn)
+    xs, passes = R.simulate_decoder(
+        lang, strategy, steps, 20_000, rng=np.random.default_rng(3), ar_fn=ar, marginal_fn=fn
+    )
     bad = int((~lang.valid_mask(xs)).sum())
     lo, hi = R.wilson(bad, xs.shape[0])
     assert lo <= inv <= hi
@@ -144,8 +167,13 @@ def test_exact_and_simulated_agree(name, strategy, steps, noisy):
 
 def test_remedy_table_is_tidy_and_deterministic():
     lang = two_token()
-    grid = {"two": [("lc s=1", St.LowConfidence(), 1), ("thr", St.ConfidenceThreshold(0.9), None),
-                    ("ver", St.Verifier(2), None)]}
+    grid = {
+        "two": [
+            ("lc s=1", St.LowConfidence(), 1),
+            ("thr", St.ConfidenceThreshold(0.9), None),
+            ("ver", St.Verifier(2), None),
+        ]
+    }
     a = R.remedy_table([lang], grid, judge="exact", n_samples=2000)
     b = R.remedy_table([lang], grid, judge="exact", n_samples=2000)
     assert a.equals(b)
@@ -157,18 +185,36 @@ def test_remedy_table_is_tidy_and_deterministic():
     assert "threshold" not in best.index and best.loc["low_confidence", "cut"] == pytest.approx(0.0)
 
 
-def goal_table() -> "pd.DataFrame":
+def goal_table():
     """A remedy_table-shaped frame with known answers: L = 4, budget 2."""
     import pandas as pd
 
-    rows = [("low_confidence", "lc s=2", 2, 2.0, 0.40), ("low_confidence", "lc s=1", 1, 1.0, 0.60),
-            ("dilated", "dus s=2", 2, 2.0, 0.10), ("threshold", "thr", None, 2.0, 0.10 + 1e-15),
-            ("threshold", "thr slow", None, 3.5, 0.0), ("verifier", "ver", None, 3.2, 0.011),
-            ("autoregressive", "ar", 4, 4.0, 0.002), ("naive left_to_right", "naive k=1", 4, 4.0, 0.0)]
-    return pd.DataFrame([dict(language="x", length=4, decoder=d, label=lab, steps=s, nfe=n, invalid=i,
-                              agrees=True if d == "dilated" else (False if d == "threshold" else None),
-                              bound_holds=True if d in ("dilated", "threshold") else None)
-                         for d, lab, s, n, i in rows])
+    rows = [
+        ("low_confidence", "lc s=2", 2, 2.0, 0.40),
+        ("low_confidence", "lc s=1", 1, 1.0, 0.60),
+        ("dilated", "dus s=2", 2, 2.0, 0.10),
+        ("threshold", "thr", None, 2.0, 0.10 + 1e-15),
+        ("threshold", "thr slow", None, 3.5, 0.0),
+        ("verifier", "ver", None, 3.2, 0.011),
+        ("autoregressive", "ar", 4, 4.0, 0.002),
+        ("naive left_to_right", "naive k=1", 4, 4.0, 0.0),
+    ]
+    return pd.DataFrame(
+        [
+            dict(
+                language="x",
+                length=4,
+                decoder=d,
+                label=lab,
+                steps=s,
+                nfe=n,
+                invalid=i,
+                agrees=True if d == "dilated" else (False if d == "threshold" else None),
+                bound_holds=True if d in ("dilated", "threshold") else None,
+            )
+            for d, lab, s, n, i in rows
+        ]
+    )
 
 
 def test_budget_goal_ar_match_and_counts_on_a_known_table():

@@ -235,10 +235,17 @@ def test_end_id_cuts_texts():
 # --------------------------------------------------------------------------- against LLaDA's algorithm
 @pytest.mark.parametrize("gen_length, block_length, steps", [(8, 8, 8), (8, 4, 4), (12, 4, 6), (12, 12, 5)])
 def test_matches_reference_low_confidence(sharp, bert_prompts, gen_length, block_length, steps):
-    ours = S.generate(sharp, bert_prompts, gen_length=gen_length, block_length=block_length, steps=steps,
-                      batch_size=3, progress=False, record=False)
-    ref = reference_llada_generate(sharp, bert_prompts, gen_length=gen_length,
-                                   block_length=block_length, steps=steps)
+    ours = S.generate(
+        sharp,
+        bert_prompts,
+        gen_length=gen_length,
+        block_length=block_length,
+        steps=steps,
+        batch_size=3,
+        progress=False,
+        record=False,
+    )
+    ref = reference_llada_generate(sharp, bert_prompts, gen_length=gen_length, block_length=block_length, steps=steps)
     assert ours.tokens.shape == (3, gen_length)
     assert torch.equal(ours.tokens, ref)
     assert not (ours.tokens == sharp.mask_id).any()
@@ -279,8 +286,9 @@ def test_seeded_sampling_is_deterministic_and_batch_independent(sharp, bert_prom
 
 @pytest.mark.parametrize("remasking", S.REMASKING)
 def test_records_are_consistent(sharp, bert_prompts, remasking):
-    res = S.generate(sharp, bert_prompts[:2], gen_length=8, block_length=4, steps=4,
-                     remasking=remasking, progress=False)
+    res = S.generate(
+        sharp, bert_prompts[:2], gen_length=8, block_length=4, steps=4, remasking=remasking, progress=False
+    )
     B, G = res.tokens.shape
     # each block's 4 positions committed in its 2 steps, 2 per step
     steps = res.commit_step
@@ -299,8 +307,18 @@ def test_records_are_consistent(sharp, bert_prompts, remasking):
     assert not (res.disagreement & ~before).any()
     frame = res.to_frame()
     assert len(frame) == B * G
-    assert {"prompt", "position", "block", "step", "token_id", "token", "confidence", "score", "in_answer",
-            "n_later_disagreements"} <= set(frame.columns)
+    assert {
+        "prompt",
+        "position",
+        "block",
+        "step",
+        "token_id",
+        "token",
+        "confidence",
+        "score",
+        "in_answer",
+        "n_later_disagreements",
+    } <= set(frame.columns)
     assert frame["token"].iloc[0] == sharp.token_text([int(res.tokens[0, 0])])[0]
     assert frame["block"].tolist()[:8] == [0, 0, 0, 0, 1, 1, 1, 1]
 
@@ -352,14 +370,27 @@ def test_sequential_log_likelihood_batching_on_a_real_adapter(sharp, bert_prompt
 
 # --------------------------------------------------------------------------- sweep
 def test_sweep_table(sharp):
-    df = S.sweep(sharp, PROMPTS[:2], tokens_per_step=(1, 4), block_lengths=(4, None), gen_length=8,
-                 remasking=("low_confidence", "margin"), progress=False)
+    df = S.sweep(
+        sharp,
+        PROMPTS[:2],
+        tokens_per_step=(1, 4),
+        block_lengths=(4, None),
+        gen_length=8,
+        remasking=("low_confidence", "margin"),
+        progress=False,
+    )
     assert isinstance(df, pd.DataFrame) and len(df) == 2 * 2 * 2 * 2
     assert set(df["block_length"]) == {4, 8}
     steps = df.set_index(["tokens_per_step", "block_length"])["steps"].groupby(level=[0, 1]).first().to_dict()
     assert steps == {(1, 4): 8, (1, 8): 8, (4, 4): 2, (4, 8): 2}
-    for col in ("text", "answer_length", "adjacent_duplicate_rate", "distinct_ratio", "seq_loglik",
-                "seq_loglik_per_token"):
+    for col in (
+        "text",
+        "answer_length",
+        "adjacent_duplicate_rate",
+        "distinct_ratio",
+        "seq_loglik",
+        "seq_loglik_per_token",
+    ):
         assert col in df.columns
     assert (df["seq_loglik"] < 0).all()
 

@@ -8,12 +8,11 @@ import math
 
 import pytest
 import torch
+from test_sampling import Boom, _one_thread, _sharpened  # noqa: F401 (_one_thread: module-wide fixture)
 
 from dlmpaper.core import sampling as S
 from dlmpaper.core import strategies as St
-from dlmpaper.core.objectives import causal_attention_mask
-from dlmpaper.core.objectives import left_padded_positions, masked_logits
-from test_sampling import Boom, _one_thread, _sharpened  # noqa: F401 (_one_thread: module-wide fixture)
+from dlmpaper.core.objectives import causal_attention_mask, left_padded_positions, masked_logits
 
 PROMPTS = ["Can brain cells move ?", "Yes", "He likes the cells that can migrate in the brain"]
 
@@ -195,7 +194,7 @@ def _greedy_ar(model, prompt, n, mask_id):
         logits = masked_logits(model, ids, causal_attention_mask(att), left_padded_positions(att), None)[0, -1]
         logits[mask_id] = float("-inf")
         ids = torch.cat([ids, logits.argmax().reshape(1, 1)], 1)
-    return ids[0, len(prompt):].tolist()
+    return ids[0, len(prompt) :].tolist()
 
 
 def test_greedy_verifier_reproduces_the_judges_greedy_answer(sharp, prompts):

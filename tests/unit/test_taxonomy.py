@@ -21,9 +21,15 @@ from dlmpaper.analyses.taxonomy import (
 
 def _method(name="M", family="continuous", **kw):
     m = {
-        "name": name, "year": 2022, "arxiv": "2205.14217", "family": family,
-        "state_space": "embedding R^d", "corruption": "Gaussian on embeddings",
-        "decoding": "denoise", "revisable": True, "note": "n",
+        "name": name,
+        "year": 2022,
+        "arxiv": "2205.14217",
+        "family": family,
+        "state_space": "embedding R^d",
+        "corruption": "Gaussian on embeddings",
+        "decoding": "denoise",
+        "revisable": True,
+        "note": "n",
     }
     m.update(kw)
     return m
@@ -31,8 +37,9 @@ def _method(name="M", family="continuous", **kw):
 
 def _base():
     props = {p: {"name": p.lower(), "side": "diffusion" if p[0] == "D" else "language"} for p in PROPERTIES}
-    judgements = {f: {p: {"value": "yes", "source": "ours", "reason": "r"} for p in PROPERTIES}
-                  for f in JUDGEMENT_FAMILIES}
+    judgements = {
+        f: {p: {"value": "yes", "source": "ours", "reason": "r"} for p in PROPERTIES} for f in JUDGEMENT_FAMILIES
+    }
     return {
         "properties": props,
         "methods": [_method("A"), _method("B", family="discrete-absorbing", revisable=False)],
@@ -93,10 +100,14 @@ def test_minimal_valid_file_and_group(tmp_path):
         (lambda d: d["methods"][0].update(year="2022"), r"bad year '2022'"),
         (lambda d: d["methods"][0].update(arxiv="arXiv:2205.14217"), r"bad arxiv id .arXiv:2205.14217."),
         (lambda d: d["methods"][0].update(revisable="maybe"), r"revisable must be true or false"),
-        (lambda d: d["judgements"]["discrete"].update(D4={"value": "yes", "source": "ours"}),
-         r"judgements\[discrete\]\[D4\]: unknown property 'D4'"),
-        (lambda d: d["judgements"]["continuous"]["L1"].update(value="sometimes"),
-         r"judgements\[continuous\]\[L1\]: bad value 'sometimes'"),
+        (
+            lambda d: d["judgements"]["discrete"].update(D4={"value": "yes", "source": "ours"}),
+            r"judgements\[discrete\]\[D4\]: unknown property 'D4'",
+        ),
+        (
+            lambda d: d["judgements"]["continuous"]["L1"].update(value="sometimes"),
+            r"judgements\[continuous\]\[L1\]: bad value 'sometimes'",
+        ),
         (lambda d: d["judgements"]["continuous"]["L1"].update(source="rumour"), r"bad source 'rumour'"),
         (lambda d: d["judgements"].update(hybrid={}), r"judgements: unknown family 'hybrid'"),
         (lambda d: d["judgements"]["autoregressive"].pop("D2"), r"judgements\[autoregressive\]: missing property"),

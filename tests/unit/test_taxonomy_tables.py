@@ -14,9 +14,9 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from dlmpaper.analyses import taxonomy as AT  # noqa: E402
-from dlmpaper.figures import taxonomy as ft  # noqa: E402
-from dlmpaper.core.corruption import GaussianSchedule  # noqa: E402
 from dlmpaper.analyses.taxonomy import load_taxonomy  # noqa: E402
+from dlmpaper.core.corruption import GaussianSchedule  # noqa: E402
+from dlmpaper.figures import taxonomy as ft  # noqa: E402
 
 
 def _methods(rows):
@@ -24,14 +24,17 @@ def _methods(rows):
     return pd.DataFrame([dict(zip(cols, r)) for r in rows], columns=cols)
 
 
-TOY = _methods([
-    ("Late", 2023, "2305.00001", "continuous", "Gaussian", True),
-    ("Early", 2022, "2205.00001", "continuous", "Gaussian", True),
-    ("Masky", 2021, None, "discrete-absorbing", "mask", False),
-])
+TOY = _methods(
+    [
+        ("Late", 2023, "2305.00001", "continuous", "Gaussian", True),
+        ("Early", 2022, "2205.00001", "continuous", "Gaussian", True),
+        ("Masky", 2021, None, "discrete-absorbing", "mask", False),
+    ]
+)
 
 
 # --------------------------------------------------------------------------- tables
+
 
 def test_family_summary_counts_by_hand():
     s = AT.family_summary(TOY)
@@ -66,14 +69,17 @@ def test_tables_reject_bad_input():
 
 # --------------------------------------------------------------------------- timeline
 
+
 def test_timeline_layout_slots_by_hand():
-    m = _methods([
-        ("A" * 20, 2021, None, "continuous", "g", True),   # label ends 2021 + 0.2 + 2.0 = 2023.2
-        ("B", 2021, None, "continuous", "g", True),        # same year -> slot 1, ends 2021.3
-        ("C", 2022, None, "continuous", "g", True),        # slot 0 busy until 2023.2, slot 1 free
-        ("D", 2024, None, "continuous", "g", True),        # slot 0 free again
-        ("E", 2021, None, "autoregressive", "-", False),
-    ])
+    m = _methods(
+        [
+            ("A" * 20, 2021, None, "continuous", "g", True),  # label ends 2021 + 0.2 + 2.0 = 2023.2
+            ("B", 2021, None, "continuous", "g", True),  # same year -> slot 1, ends 2021.3
+            ("C", 2022, None, "continuous", "g", True),  # slot 0 busy until 2023.2, slot 1 free
+            ("D", 2024, None, "continuous", "g", True),  # slot 0 free again
+            ("E", 2021, None, "autoregressive", "-", False),
+        ]
+    )
     lay = ft.timeline_layout(m, char_width=0.1, pad=0.2).set_index("name")
     assert lay.loc["A" * 20, "slot"] == 0 and lay.loc["B", "slot"] == 1
     assert lay.loc["C", "slot"] == 1 and lay.loc["D", "slot"] == 0
@@ -111,8 +117,16 @@ def _text(ids):
 
 
 def _grid(seed=0, levels=(0.0, 0.5, 1.0), x0=(2, 3, 5, 7, 11, 4)):
-    return AT.forward_processes(torch.tensor(x0), levels, mask_id=0, vocab_size=V, embedding=E,
-                                vocab_ids=torch.arange(1, V), seed=seed, token_text=_text)
+    return AT.forward_processes(
+        torch.tensor(x0),
+        levels,
+        mask_id=0,
+        vocab_size=V,
+        embedding=E,
+        vocab_ids=torch.arange(1, V),
+        seed=seed,
+        token_text=_text,
+    )
 
 
 def test_content_vocab_drops_special_ids():
@@ -159,8 +173,9 @@ def _hand_grid():
     for p in range(2):
         for k, t in enumerate(levels):
             changed = p == 0 and k >= 3
-            rows.append(("gaussian", t, p, 20 + p, 99 if changed else 20 + p,
-                         "substituted" if changed else "kept", not changed))
+            rows.append(
+                ("gaussian", t, p, 20 + p, 99 if changed else 20 + p, "substituted" if changed else "kept", not changed)
+            )
     return pd.DataFrame(rows, columns=["process", "level", "position", "token_id", "noisy_id", "state", "is_original"])
 
 

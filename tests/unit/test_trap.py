@@ -110,11 +110,13 @@ def _enumerate_invalid(lang, partial, positions=None):
 def test_closed_form_equals_exhaustive_enumeration(lang):
     for partial in _partials(lang):
         assert T.parallel_invalid_probability(lang, partial) == pytest.approx(
-            _enumerate_invalid(lang, partial), abs=1e-12)
+            _enumerate_invalid(lang, partial), abs=1e-12
+        )
     # a subset of the masked positions, the rest filled exactly afterwards
     pos = [0, lang.length - 1]
     assert T.parallel_invalid_probability(lang, [None] * lang.length, positions=pos) == pytest.approx(
-        _enumerate_invalid(lang, [None] * lang.length, positions=pos), abs=1e-12)
+        _enumerate_invalid(lang, [None] * lang.length, positions=pos), abs=1e-12
+    )
 
 
 def test_closed_form_equals_simulation(lang):
@@ -214,14 +216,18 @@ def _brute_decoder(lang, k, order, marginal_fn=None):
     return f(tuple([mask] * lang.length))
 
 
-@pytest.mark.parametrize("name,k,order", [
-    ("agreement", 2, "random"), ("agreement", 2, "left_to_right"),
-    ("copy", 3, "random"), ("brackets", 3, "left_to_right"),
-])
+@pytest.mark.parametrize(
+    "name,k,order",
+    [
+        ("agreement", 2, "random"),
+        ("agreement", 2, "left_to_right"),
+        ("copy", 3, "random"),
+        ("brackets", 3, "left_to_right"),
+    ],
+)
 def test_exact_decoder_matches_brute_force(name, k, order):
     lg = LANGS[name]()
-    assert T.ModelMarginalDecoder(lg).invalid_exact(k, order) == pytest.approx(
-        _brute_decoder(lg, k, order), abs=1e-12)
+    assert T.ModelMarginalDecoder(lg).invalid_exact(k, order) == pytest.approx(_brute_decoder(lg, k, order), abs=1e-12)
 
 
 def test_k1_is_exactly_zero_and_k_length_is_one_step_closed_form(lang):
@@ -294,8 +300,9 @@ def test_model_hook_with_context_blind_model():
     def blind(ids):
         return np.broadcast_to(prior, (len(ids),) + prior.shape).copy()
 
-    df = T.invalid_rate_by_tokens_per_step(agr, [1, 3], n_samples=50_000, seed=1,
-                                           marginal_fn=blind, marginals_label="blind")
+    df = T.invalid_rate_by_tokens_per_step(
+        agr, [1, 3], n_samples=50_000, seed=1, marginal_fn=blind, marginals_label="blind"
+    )
     assert (df.marginals == "blind").all()
     # a context-blind model samples subject and verb independently even one at a time:
     # the one-token-per-step rate equals the parallel one, 4/9 (= the hand value).

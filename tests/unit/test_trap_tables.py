@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import matplotlib
 
 matplotlib.use("Agg", force=True)
@@ -14,8 +13,8 @@ import pytest  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 from dlmpaper.analyses import trap as AT  # noqa: E402
-from dlmpaper.figures import trap as ft  # noqa: E402
 from dlmpaper.core import trap  # noqa: E402
+from dlmpaper.figures import trap as ft  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -56,8 +55,18 @@ def _rates():
             for marg in ("exact", "trained"):
                 for k in (1, 2, 4):
                     v = 0.0 if k == 1 and marg == "exact" else 0.1 * k
-                    rows.append(dict(language=lang, order=order, marginals=marg, tokens_per_step=k,
-                                     invalid_exact=v, invalid_sim=v, sim_ci_low=max(0, v - 0.02), sim_ci_high=v + 0.02))
+                    rows.append(
+                        dict(
+                            language=lang,
+                            order=order,
+                            marginals=marg,
+                            tokens_per_step=k,
+                            invalid_exact=v,
+                            invalid_sim=v,
+                            sim_ci_low=max(0, v - 0.02),
+                            sim_ci_high=v + 0.02,
+                        )
+                    )
     return pd.DataFrame(rows)
 
 
@@ -105,12 +114,18 @@ def _sweep():
     for b in (16, 32):
         for k in (1, 4, 16):
             for p in range(3):
-                rows.append(dict(prompt=p, block_length=b, tokens_per_step=k,
-                                 adjacent_duplicate_rate=0.1 * p + 0.01 * k,
-                                 distinct_ratio=0.1 * p + 0.01 * k,
-                                 answer_length=32 - (k if b == 32 else 0),
-                                 seq_loglik_per_token=-1.0 - 0.1 * k + (0.05 * p if b == 32 else 0.0),
-                                 text=f"answer of prompt {p} at k={k} " + "word " * 20))
+                rows.append(
+                    dict(
+                        prompt=p,
+                        block_length=b,
+                        tokens_per_step=k,
+                        adjacent_duplicate_rate=0.1 * p + 0.01 * k,
+                        distinct_ratio=0.1 * p + 0.01 * k,
+                        answer_length=32 - (k if b == 32 else 0),
+                        seq_loglik_per_token=-1.0 - 0.1 * k + (0.05 * p if b == 32 else 0.0),
+                        text=f"answer of prompt {p} at k={k} " + "word " * 20,
+                    )
+                )
     return pd.DataFrame(rows)
 
 
@@ -140,8 +155,14 @@ def test_paired_change_direction_and_verdict():
 
 
 def test_paired_change_ci_covering_zero_gives_none_and_missing_setting_raises():
-    frame = pd.DataFrame(dict(prompt=[0, 1, 2, 0, 1, 2], block_length=16, tokens_per_step=[1, 1, 1, 8, 8, 8],
-                              distinct_ratio=[0.5, 0.5, 0.5, 0.6, 0.4, 0.5]))
+    frame = pd.DataFrame(
+        dict(
+            prompt=[0, 1, 2, 0, 1, 2],
+            block_length=16,
+            tokens_per_step=[1, 1, 1, 8, 8, 8],
+            distinct_ratio=[0.5, 0.5, 0.5, 0.6, 0.4, 0.5],
+        )
+    )
     out = AT.paired_change(frame, "distinct_ratio", baseline=1, compare=8)
     assert out.iloc[0]["ci_low"] < 0 < out.iloc[0]["ci_high"] and out.iloc[0]["agrees"] is None
     with pytest.raises(ValueError, match="missing"):
@@ -185,9 +206,14 @@ def test_end_fill_by_step_counts_and_positions():
 # --------------------------------------------------------------------------- figure 4
 def _checks():
     # 2 prompts; k=1: 4 steps; prompt 0 revises only its step-3 token, prompt 1 nothing
-    return pd.DataFrame(dict(prompt=[0, 0, 0, 0, 1, 1, 1, 1], step=[0, 1, 2, 3, 0, 1, 2, 3],
-                             would_revise=[False, False, False, True, False, False, False, False],
-                             tokens_per_step=1))
+    return pd.DataFrame(
+        dict(
+            prompt=[0, 0, 0, 0, 1, 1, 1, 1],
+            step=[0, 1, 2, 3, 0, 1, 2, 3],
+            would_revise=[False, False, False, True, False, False, False, False],
+            tokens_per_step=1,
+        )
+    )
 
 
 def test_commit_phase_splits_steps_in_halves():
@@ -211,8 +237,12 @@ def test_revision_rates_per_prompt_and_phase():
 def test_plot_committed_states_panels_and_axis_from_zero():
     checks = pd.concat([AT.commit_phase(_checks(), 4), AT.commit_phase(_checks(), 4).assign(tokens_per_step=4)])
     by_k = AT.summarize_over_prompts(AT.revision_rates(checks), ["tokens_per_step"], ["would_revise"], n_boot=50)
-    by_phase = AT.summarize_over_prompts(AT.revision_rates(checks, ["tokens_per_step", "phase"]),
-                                         ["tokens_per_step", "phase"], ["would_revise"], n_boot=50)
+    by_phase = AT.summarize_over_prompts(
+        AT.revision_rates(checks, ["tokens_per_step", "phase"]),
+        ["tokens_per_step", "phase"],
+        ["would_revise"],
+        n_boot=50,
+    )
     fig = ft.plot_committed_states(by_k, by_phase)
     left, right = fig.axes[:2]
     assert left.get_ylim()[0] == 0.0 and right.get_ylim() == left.get_ylim()
