@@ -1,6 +1,6 @@
 # dlmpaper: the two commands of the README.
 #   make figures   set up .venv if missing, regenerate every figure (embedded profile, CPU)
-#   make test      set up .venv if missing, run unit tests + nbval over the notebooks, offline
+#   make test      set up .venv if missing, run ruff, the tests and nbval over the notebooks, offline
 #   make lock      re-resolve requirements.lock after a pin in pyproject.toml changed (needs PyPI)
 PYTHON ?= python3
 VENV   := .venv
@@ -24,7 +24,9 @@ export TRANSFORMERS_VERBOSITY ?= error
 export TOKENIZERS_PARALLELISM ?= false
 export PYTHONHASHSEED ?= 0
 
-.PHONY: figures test unit notebooks benchmarks clean-venv lock
+LINTED := dlmpaper tests benchmarks conftest.py
+
+.PHONY: figures test lint unit notebooks benchmarks clean-venv lock
 
 # Every package but torch from the lock, each file checked against its sha256; then torch and
 # dlmpaper itself (editable, built with the locked setuptools); then pip check.
@@ -46,8 +48,13 @@ figures: $(STAMP)
 
 # Strict nbval on every notebook: each printed output must match the committed one (after the
 # sanitizers in tests/nbval_sanitize.cfg); images are not compared (nbval skips image/png).
-test: $(STAMP)
+test: $(STAMP) lint
 	$(PY) -m pytest tests notebooks --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider -q
+
+# ruff: pyflakes, pycodestyle and import order ([tool.ruff] in pyproject.toml), and the formatter's check.
+lint: $(STAMP)
+	$(PY) -m ruff check $(LINTED)
+	$(PY) -m ruff format --check $(LINTED)
 
 unit: $(STAMP)
 	$(PY) -m pytest tests -q -p no:cacheprovider

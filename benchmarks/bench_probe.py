@@ -1,7 +1,7 @@
 """Benchmark: the positional probe (paper §4, issue (i)) against the bare forward passes it needs.
 
-Times :func:`dlmpaper.probe.positional_probe` end to end (encoding, batching, forward
-passes, statistics, tables) and, on the same batches (:func:`dlmpaper.probe.plan_batches`),
+Times :func:`dlmpaper.core.probe.positional_probe` end to end (encoding, batching, forward
+passes, statistics, tables) and, on the same batches (:func:`dlmpaper.core.probe.plan_batches`),
 nothing but ``model.logits``. Reports the overhead ratio probe / bare (goal <= 1.10) and
 the wall time for N prompts x ``n_masks`` masks; writes ``benchmarks/results/probe.json``.
 Wall and CPU (``time.process_time``) seconds are both recorded: on a shared machine CPU
@@ -33,9 +33,9 @@ from pathlib import Path
 import torch
 
 from dlmpaper import paths
-from dlmpaper.data import embedded_prompts_path, load_prompts
-from dlmpaper.models import REGISTRY, load_model
-from dlmpaper.probe import plan_batches, positional_probe
+from dlmpaper.core.probe import plan_batches, positional_probe
+from dlmpaper.lm.models import REGISTRY, load_model
+from dlmpaper.prompts import embedded_prompts_path, load_prompts
 
 GOAL = 1.10
 RESULT = Path(paths.BENCHMARKS) / "results" / "probe.json"
@@ -51,7 +51,7 @@ def _standin_dir(directory: Path, vocab_size: int = 8192, seed: int = 0) -> Path
     """A random model shaped like the embedded one (ModernBERT, its config, V = vocab_size)."""
     from tokenizers import Tokenizer, models, pre_tokenizers
 
-    from dlmpaper import embedded
+    from dlmpaper.lm import embedded
 
     vocab = {tok: i for i, tok in enumerate(embedded.SPECIAL_TOKENS)}
     for word in _WORDS:
@@ -117,8 +117,12 @@ def _time_probe(model, prompts, n_masks: int, batch_size: int, js_support="auto"
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="name, local directory or hub id (default: embedded or a stand-in)")
-    parser.add_argument("--prompts", default=None, help="lima | embedded | FILE | generated (default: embedded if shipped)")
+    parser.add_argument(
+        "--model", default=None, help="name, local directory or hub id (default: embedded or a stand-in)"
+    )
+    parser.add_argument(
+        "--prompts", default=None, help="lima | embedded | FILE | generated (default: embedded if shipped)"
+    )
     parser.add_argument("--n-prompts", type=int, default=100)
     parser.add_argument("--n-masks", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=8)
@@ -148,7 +152,9 @@ def main(argv: list[str] | None = None) -> int:
 
         # warm-up: one batch each way (allocator, kernels, lazy init)
         _time_bare(model, batches[:1])
-        positional_probe(model, prompts[: args.batch_size], n_masks=args.n_masks, batch_size=args.batch_size, progress=False)
+        positional_probe(
+            model, prompts[: args.batch_size], n_masks=args.n_masks, batch_size=args.batch_size, progress=False
+        )
 
         bare, probe, probe_no_js = [], [], []
         bare_cpu, probe_cpu, probe_no_js_cpu = [], [], []
@@ -172,7 +178,9 @@ def main(argv: list[str] | None = None) -> int:
         "model": label,
         "vocab_size": model.vocab_size,
         "device": str(model.device),
-        "device_name": torch.cuda.get_device_name(model.device) if model.device.type == "cuda" else platform.processor() or platform.machine(),
+        "device_name": torch.cuda.get_device_name(model.device)
+        if model.device.type == "cuda"
+        else platform.processor() or platform.machine(),
         "dtype": str(model.dtype).removeprefix("torch."),
         "prompts": source,
         "n_prompts": result.n_prompts,

@@ -1,4 +1,4 @@
-"""Benchmark: batched :func:`dlmpaper.sampling.generate` against the unbatched LLaDA reference.
+"""Benchmark: batched :func:`dlmpaper.core.sampling.generate` against the unbatched LLaDA reference.
 
 Checks that both give identical tokens at temperature 0 and reports the throughput ratio
 (prompts/s ours / reference; goal >= 1.5x). Writes ``benchmarks/results/sampler.json``.
@@ -26,8 +26,8 @@ from pathlib import Path
 import torch
 
 from dlmpaper import paths
-from dlmpaper.models import DiffusionLM, load_model
-from dlmpaper.sampling import generate
+from dlmpaper.core.sampling import generate
+from dlmpaper.lm.models import DiffusionLM, load_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from llada_reference import reference_llada_generate  # noqa: E402
@@ -70,7 +70,7 @@ def _prompts(n: int, embedded: bool) -> list[str]:
     (the stand-in's tokenizer knows few words: varied lengths exercise left padding)."""
     texts = []
     if embedded:
-        from dlmpaper.data import load_prompts
+        from dlmpaper.prompts import load_prompts
 
         texts = list(load_prompts("embedded", n)["prompt"])
     while len(texts) < n:
@@ -125,9 +125,14 @@ def main(argv: list[str] | None = None) -> dict:
 
     identical = all(torch.equal(r.tokens, ref) for r in results.values())
     rows = [
-        {"sampler": k, "seconds": round(v, 4), "cpu_seconds": round(cpu[k], 4),
-         "prompts_per_s": round(len(ids) / v, 3), "speedup": round(timings["reference"] / v, 3),
-         "cpu_speedup": round(cpu["reference"] / cpu[k], 3)}
+        {
+            "sampler": k,
+            "seconds": round(v, 4),
+            "cpu_seconds": round(cpu[k], 4),
+            "prompts_per_s": round(len(ids) / v, 3),
+            "speedup": round(timings["reference"] / v, 3),
+            "cpu_speedup": round(cpu["reference"] / cpu[k], 3),
+        }
         for k, v in timings.items()
     ]
     report = {
@@ -151,8 +156,10 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"model={lm.name} device={lm.device} prompts={len(ids)} {kw}")
     print(f"{'sampler':<18}{'seconds':>10}{'cpu s':>10}{'prompts/s':>12}{'speedup':>10}{'cpu speedup':>13}")
     for r in rows:
-        print(f"{r['sampler']:<18}{r['seconds']:>10.3f}{r['cpu_seconds']:>10.3f}{r['prompts_per_s']:>12.2f}"
-              f"{r['speedup']:>10.2f}{r['cpu_speedup']:>13.2f}")
+        print(
+            f"{r['sampler']:<18}{r['seconds']:>10.3f}{r['cpu_seconds']:>10.3f}{r['prompts_per_s']:>12.2f}"
+            f"{r['speedup']:>10.2f}{r['cpu_speedup']:>13.2f}"
+        )
     print(f"identical tokens at T=0: {identical}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

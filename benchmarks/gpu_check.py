@@ -7,7 +7,7 @@
 It builds a hub-like LLaDA checkpoint from the stand-in of LLaDA's remote code (tests/upstream_like),
 places it in a private Hugging Face cache as `GSAI-ML/LLaDA-8B-Instruct`, and then, offline and
 exactly as the `paper` profile does: loads it by registry name with its remote code (the
-compatibility steps of dlmpaper.remote_code), runs the §4 probe (128 masks) and LLaDA's sampler,
+compatibility steps of dlmpaper.lm.remote_code), runs the §4 probe (128 masks) and LLaDA's sampler,
 and executes notebook 03 with papermill (`profile="paper"`). Prints time and peak memory of each
 stage and writes them to benchmarks/results/gpu_check.json (or --out). Random weights: the numbers
 measure plumbing, speed and memory, never quality. Run it whenever a GPU is at hand (README).
@@ -61,7 +61,10 @@ def _stage(report: dict, name: str, device: str, started: float) -> None:
 
     if device.startswith("cuda"):
         torch.cuda.synchronize()
-    report["stages"][name] = {"seconds": round(time.perf_counter() - started, 3), **{k: round(v, 3) for k, v in _peak(device).items()}}
+    report["stages"][name] = {
+        "seconds": round(time.perf_counter() - started, 3),
+        **{k: round(v, 3) for k, v in _peak(device).items()},
+    }
     print(f"{name:>10}: {report['stages'][name]}", flush=True)
 
 
@@ -78,19 +81,31 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(args.work or tempfile.mkdtemp(prefix="dlmpaper-gpu-check-"))
     cache = work / "hf-hub-cache"
-    os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_HUB_CACHE=str(cache),
-                      HF_MODULES_CACHE=str(work / "hf-modules"), TRANSFORMERS_VERBOSITY="error")
+    os.environ.update(
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        HF_HUB_CACHE=str(cache),
+        HF_MODULES_CACHE=str(work / "hf-modules"),
+        TRANSFORMERS_VERBOSITY="error",
+    )
     import torch
     from standins import build_llada_remote
 
-    from dlmpaper import profiles, sampling
-    from dlmpaper.probe import positional_probe
+    from dlmpaper import profiles
+    from dlmpaper.core import sampling
+    from dlmpaper.core.probe import positional_probe
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("gpu_check: no CUDA device here; pass --device cpu for a smoke run", file=sys.stderr)
         return 2
-    report = {"scale": args.scale, "shape": SHAPES[args.scale], "device": args.device,
-              "machine": platform.machine(), "torch": torch.__version__, "stages": {}}
+    report = {
+        "scale": args.scale,
+        "shape": SHAPES[args.scale],
+        "device": args.device,
+        "machine": platform.machine(),
+        "torch": torch.__version__,
+        "stages": {},
+    }
     if args.device.startswith("cuda"):
         report["gpu"] = torch.cuda.get_device_name(0)
 
@@ -116,8 +131,16 @@ def main(argv: list[str] | None = None) -> int:
     _stage(report, "probe", args.device, started)
 
     started = time.perf_counter()
-    gen = sampling.generate(model, prompts, gen_length=64, block_length=32, steps=64, batch_size=args.batch_size,
-                            progress=False, record=False)
+    gen = sampling.generate(
+        model,
+        prompts,
+        gen_length=64,
+        block_length=32,
+        steps=64,
+        batch_size=args.batch_size,
+        progress=False,
+        record=False,
+    )
     report["sampler_tokens"] = int(gen.tokens.numel())
     _stage(report, "sampler", args.device, started)
     del model
@@ -132,10 +155,17 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["DLMPAPER_FIGURES"] = str(work / "figures")
         started = time.perf_counter()
         pm.execute_notebook(
-            str(ROOT / "notebooks" / "03_positional_probe.ipynb"), str(work / "03_paper_profile.ipynb"),
-            parameters={"profile": "paper", "device": args.device, "prompts": str(prompt_file),
-                        "n_prompts": len(prompts), "batch_size": args.batch_size},
-            progress_bar=False, cwd=str(ROOT / "notebooks"),
+            str(ROOT / "notebooks" / "03_positional_probe.ipynb"),
+            str(work / "03_paper_profile.ipynb"),
+            parameters={
+                "profile": "paper",
+                "device": args.device,
+                "prompts": str(prompt_file),
+                "n_prompts": len(prompts),
+                "batch_size": args.batch_size,
+            },
+            progress_bar=False,
+            cwd=str(ROOT / "notebooks"),
         )
         _stage(report, "notebook03", args.device, started)
 

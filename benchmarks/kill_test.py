@@ -1,4 +1,4 @@
-"""Kill test (issue 11): SIGINT, SIGTERM and SIGKILL at random points of ``train`` and ``reproduce``.
+"""Kill test: SIGINT, SIGTERM and SIGKILL at random points of ``train`` and ``reproduce``.
 
 Checks that a kill leaves checkpoints, ``figures/`` and ``notebooks/`` as they were or fully new,
 never mixed, and that resuming a killed training run gives exactly the weights of an
@@ -40,11 +40,17 @@ import torch
 from nbformat.v4 import new_code_cell, new_notebook
 
 from dlmpaper import guards, paths, reproduce
-from dlmpaper.train import CHECKPOINTS_DIR, checkpoint_dir
+from dlmpaper.train.loop import CHECKPOINTS_DIR, checkpoint_dir
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-       "TRANSFORMERS_VERBOSITY": "error", "PYTHONHASHSEED": "0"}
+ENV = {
+    **os.environ,
+    "OMP_NUM_THREADS": "1",
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
+    "PYTHONHASHSEED": "0",
+}
 
 
 def _kill_when(cmd: list[str], ready, delay: float, signum: int) -> int:
@@ -62,9 +68,31 @@ def _kill_when(cmd: list[str], ready, delay: float, signum: int) -> int:
 
 # ----------------------------------------------------------------------------- train
 def _train_cmd(run: Path, steps: int, save_every: int) -> list[str]:
-    return [sys.executable, "-m", "dlmpaper.train", "--out", str(run), "--steps", str(steps), "--batch-size", "4",
-            "--hidden", "32", "--layers", "1", "--max-train-pairs", "200", "--eval-pairs", "8",
-            "--eval-every", "1000000", "--save-every", str(save_every), "--threads", "1"]
+    return [
+        sys.executable,
+        "-m",
+        "dlmpaper.train",
+        "--out",
+        str(run),
+        "--steps",
+        str(steps),
+        "--batch-size",
+        "4",
+        "--hidden",
+        "32",
+        "--layers",
+        "1",
+        "--max-train-pairs",
+        "200",
+        "--eval-pairs",
+        "8",
+        "--eval-every",
+        "1000000",
+        "--save-every",
+        str(save_every),
+        "--threads",
+        "1",
+    ]
 
 
 def _fresh_run(folder: Path) -> Path:
@@ -88,7 +116,7 @@ def _weights_digest(folder: Path) -> str:
 def _reference(folder: Path, steps: int, save_every: int) -> tuple[dict[int, str], float]:
     """Weights digest at every save step of one uninterrupted run (in this process, same command line)
     and the mean seconds between saves."""
-    from dlmpaper import train
+    from dlmpaper.train import loop as train
 
     digests, times = {}, []
     write = train.write_checkpoint
@@ -123,16 +151,22 @@ def train_trials(work: Path, runs: int, steps: int, save_every: int, rng: random
         folder = _fresh_run(work / f"trial-{i}")
         after = rng.choice([-1, *reference])  # -1: during start-up, else after the save at that step
         delay = rng.uniform(0.0, interval if after >= 0 else 3.0)
-        code = _kill_when(_train_cmd(folder, steps, save_every), lambda: _committed_step(folder) >= after, delay, signum)
+        code = _kill_when(
+            _train_cmd(folder, steps, save_every), lambda: _committed_step(folder) >= after, delay, signum
+        )
         trial = {"signal": signal.Signals(signum).name, "after_save": after, "delay_s": round(delay, 3), "exit": code}
         try:
             ckpt = checkpoint_dir(folder)
             step = json.loads((ckpt / "state.json").read_text())["step"] if ckpt else 0
             trial["checkpoint_step"] = step
-            trial["checkpoint"] = "none" if ckpt is None else ("intact" if _weights_digest(ckpt) == reference[step] else "MIXED")
+            trial["checkpoint"] = (
+                "none" if ckpt is None else ("intact" if _weights_digest(ckpt) == reference[step] else "MIXED")
+            )
         except Exception as exc:  # noqa: BLE001 - any failure to read the checkpoint is a finding
             trial["checkpoint"] = f"BROKEN: {type(exc).__name__}: {exc}"
-        trial["leftover_tmp"] = len(list((folder / CHECKPOINTS_DIR).glob(".*.tmp"))) if (folder / CHECKPOINTS_DIR).exists() else 0
+        trial["leftover_tmp"] = (
+            len(list((folder / CHECKPOINTS_DIR).glob(".*.tmp"))) if (folder / CHECKPOINTS_DIR).exists() else 0
+        )
         resumed = subprocess.run(_train_cmd(folder, steps, save_every), env=ENV, capture_output=True, text=True)
         trial["resume_exit"] = resumed.returncode
         final = checkpoint_dir(folder) if resumed.returncode == 0 else None
@@ -163,13 +197,28 @@ def _synthetic_notebooks(folder: Path, count: int = 3) -> None:
 
 
 def _snapshot(repo: Path) -> dict[str, str]:
-    return {str(p.relative_to(repo)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(repo.rglob("*")) if p.is_file() and p.name not in (reproduce.TIMINGS_NAME, reproduce.LOCK_NAME)}
+    return {
+        str(p.relative_to(repo)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(repo.rglob("*"))
+        if p.is_file() and p.name not in (reproduce.TIMINGS_NAME, reproduce.LOCK_NAME)
+    }
 
 
 def _reproduce_cmd(repo: Path, scratch: Path, seed: int) -> list[str]:
-    return [sys.executable, "-m", "dlmpaper.reproduce", "--seed", str(seed), "--quiet", "--scratch-dir", str(scratch),
-            "--notebooks-dir", str(repo / "notebooks"), "--figures-dir", str(repo / "figures")]
+    return [
+        sys.executable,
+        "-m",
+        "dlmpaper.reproduce",
+        "--seed",
+        str(seed),
+        "--quiet",
+        "--scratch-dir",
+        str(scratch),
+        "--notebooks-dir",
+        str(repo / "notebooks"),
+        "--figures-dir",
+        str(repo / "figures"),
+    ]
 
 
 def reproduce_trials(work: Path, runs: int, real: list[str] | None, rng: random.Random) -> dict:
@@ -200,10 +249,19 @@ def reproduce_trials(work: Path, runs: int, real: list[str] | None, rng: random.
         late = i % 2 == 1  # every other trial aims at publishing: after the last notebook was staged
         last = f"notebooks/{sorted(p.name for p in (pristine / 'notebooks').glob('*.ipynb'))[-1]}"
         delay = rng.uniform(0.0, 0.05 if late else wall)
-        code = _kill_when(_reproduce_cmd(repo, scratch, 1),
-                          lambda: not late or any(scratch.glob(f"{reproduce.SCRATCH_PREFIX}*/{last}")), delay, signum)
-        trial = {"signal": signal.Signals(signum).name, "late": late, "delay_s": round(delay, 3), "exit": code,
-                 "scratch_left": len(list(scratch.iterdir()))}
+        code = _kill_when(
+            _reproduce_cmd(repo, scratch, 1),
+            lambda: not late or any(scratch.glob(f"{reproduce.SCRATCH_PREFIX}*/{last}")),
+            delay,
+            signum,
+        )
+        trial = {
+            "signal": signal.Signals(signum).name,
+            "late": late,
+            "delay_s": round(delay, 3),
+            "exit": code,
+            "scratch_left": len(list(scratch.iterdir())),
+        }
         # what the next run does first (dlmpaper.reproduce.run): finish or undo a publish, drop stale scratch
         trial["recovery"] = guards.recover(repo / "figures" / reproduce.JOURNAL_NAME)
         reproduce._remove_stale_scratch(scratch)
@@ -217,12 +275,20 @@ def reproduce_trials(work: Path, runs: int, real: list[str] | None, rng: random.
         trials.append(trial)
         print(f"reproduce {i:2d}: {trial}")
         shutil.rmtree(repo)
-    return {"notebooks": real or "synthetic (3)", "files": len(state_a), "identical_in_a_and_b": same,
-            "full_run_s": round(wall, 1), "trials": trials}
+    return {
+        "notebooks": real or "synthetic (3)",
+        "files": len(state_a),
+        "identical_in_a_and_b": same,
+        "full_run_s": round(wall, 1),
+        "trials": trials,
+    }
 
 
 def _summary(trials: list[dict], key: str) -> dict:
-    return {name: dict(Counter(str(t[key]) for t in trials if t["signal"] == name)) for name in ("SIGINT", "SIGTERM", "SIGKILL")}
+    return {
+        name: dict(Counter(str(t[key]) for t in trials if t["signal"] == name))
+        for name in ("SIGINT", "SIGTERM", "SIGKILL")
+    }
 
 
 def main() -> int:
@@ -231,7 +297,9 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=12, help="trials per target (signals cycle SIGINT, SIGTERM, SIGKILL)")
     p.add_argument("--steps", type=int, default=40, help="training steps of a train trial")
     p.add_argument("--save-every", type=int, default=4)
-    p.add_argument("--real-notebooks", nargs="+", default=None, metavar="NN", help="use these notebooks of the repository")
+    p.add_argument(
+        "--real-notebooks", nargs="+", default=None, metavar="NN", help="use these notebooks of the repository"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the kill times")
     p.add_argument("--out", type=Path, default=paths.BENCHMARKS / "results" / "kill_test.json")
     args = p.parse_args()
@@ -241,20 +309,32 @@ def main() -> int:
         if args.target in ("train", "both"):
             result["train"] = train_trials(Path(tmp) / "train", args.runs, args.steps, args.save_every, rng)
             trials = result["train"]["trials"]
-            result["train"]["summary"] = {"checkpoint": _summary(trials, "checkpoint"), "resume_equal": _summary(trials, "resume_equal")}
+            result["train"]["summary"] = {
+                "checkpoint": _summary(trials, "checkpoint"),
+                "resume_equal": _summary(trials, "resume_equal"),
+            }
         if args.target in ("reproduce", "both"):
             result["reproduce"] = reproduce_trials(Path(tmp) / "reproduce", args.runs, args.real_notebooks, rng)
             trials = result["reproduce"]["trials"]
-            result["reproduce"]["summary"] = {"state": _summary(trials, "state"), "exit": _summary(trials, "exit"),
-                                              "scratch_left": _summary(trials, "scratch_left")}
+            result["reproduce"]["summary"] = {
+                "state": _summary(trials, "state"),
+                "exit": _summary(trials, "exit"),
+                "scratch_left": _summary(trials, "scratch_left"),
+            }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     for target in ("train", "reproduce"):
         if target in result:
             print(f"{target}: {json.dumps(result[target]['summary'])}")
-    bad = [t for k in ("train", "reproduce") for t in result.get(k, {}).get("trials", [])
-           if t.get("state") == "MIXED" or str(t.get("checkpoint", "")).startswith(("MIXED", "BROKEN"))
-           or t.get("resume_equal") is False or t.get("scratch_after_next_start", 0)]
+    bad = [
+        t
+        for k in ("train", "reproduce")
+        for t in result.get(k, {}).get("trials", [])
+        if t.get("state") == "MIXED"
+        or str(t.get("checkpoint", "")).startswith(("MIXED", "BROKEN"))
+        or t.get("resume_equal") is False
+        or t.get("scratch_after_next_start", 0)
+    ]
     print(f"wrote {args.out}; {len(bad)} trial(s) with a problem")
     return 1 if bad else 0
 

@@ -1,13 +1,13 @@
 """A plain, unbatched restatement of LLaDA's sampler (Nie et al. 2025, low-confidence remasking).
 
-Written from the paper's description to check :func:`dlmpaper.sampling.generate` against
-(``tests/test_sampling.py``) and to time it (``benchmarks/bench_sampler.py``). One prompt
+Written from the paper's description to check :func:`dlmpaper.core.sampling.generate` against
+(``tests/unit/test_sampling.py``) and to time it (``benchmarks/bench_sampler.py``). One prompt
 at a time, simple loops, full-sequence float64 softmax as in LLaDA's public sampler;
 temperature 0 only, ``low_confidence`` or ``random`` remasking, optional classifier-free
 guidance. As in the library, the mask token is never a candidate (its logit is set to
 -inf: LLaDA's trained model gives it no mass, a random stand-in may). ``random`` draws,
 per step, one uniform per masked position of the current block
-from :func:`dlmpaper.sampling.row_generator` (the library's randomness contract).
+from :func:`dlmpaper.core.sampling.row_generator` (the library's randomness contract).
 Not part of the library.
 """
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from dlmpaper.sampling import row_generator
+from dlmpaper.core.sampling import row_generator
 
 
 @torch.no_grad()

@@ -52,8 +52,14 @@ def _add_probe_parser(subparsers) -> None:
             "token, prob) to --out."
         ),
     )
-    p.add_argument("--model", default="embedded", help="registry name, local model directory or hub id 'org/name' (default: embedded)")
-    p.add_argument("--prompts", default="embedded", help="lima | embedded | FILE (.jsonl/.json/.csv) (default: embedded)")
+    p.add_argument(
+        "--model",
+        default="embedded",
+        help="registry name, local model directory or hub id 'org/name' (default: embedded)",
+    )
+    p.add_argument(
+        "--prompts", default="embedded", help="lima | embedded | FILE (.jsonl/.json/.csv) (default: embedded)"
+    )
     p.add_argument("--n-prompts", type=int, default=100, help="first N prompts of the source (default: 100)")
     p.add_argument("--n-masks", type=int, default=128, help="mask tokens after each prompt (default: 128)")
     p.add_argument("--top-k", type=int, default=3, help="tokens read per mask position (default: 3)")
@@ -63,15 +69,30 @@ def _add_probe_parser(subparsers) -> None:
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto (default: cpu)")
     p.add_argument("--dtype", default=None, help="float32 | bfloat16 | float16 (default: the model's registry dtype)")
     p.add_argument("--trust-remote-code", action="store_true", help="allow the model's hub code (LLaDA, Dream)")
-    p.add_argument("--spec", choices=("llada", "dream", "masked_lm"), default=None,
-                   help="treat the checkpoint as LLaDA, Dream or a plain masked LM (default: from its config.json)")
-    p.add_argument("--device-map", default=None,
-                   help="accelerate device map, e.g. auto: shard the model over GPUs / offload to CPU (overrides --device)")
-    p.add_argument("--max-memory", default=None, help="with --device-map: memory per device, e.g. 0=20GiB,1=20GiB,cpu=64GiB")
+    p.add_argument(
+        "--spec",
+        choices=("llada", "dream", "masked_lm"),
+        default=None,
+        help="treat the checkpoint as LLaDA, Dream or a plain masked LM (default: from its config.json)",
+    )
+    p.add_argument(
+        "--device-map",
+        default=None,
+        help="accelerate device map, e.g. auto: shard the model over GPUs / offload to CPU (overrides --device)",
+    )
+    p.add_argument(
+        "--max-memory", default=None, help="with --device-map: memory per device, e.g. 0=20GiB,1=20GiB,cpu=64GiB"
+    )
     p.add_argument("--revision", default=None, help="hub revision (branch, tag or commit) of the model")
-    p.add_argument("--dataset-id", default=None, help="LIMA dataset id or local mirror for --prompts lima (default: GAIR/lima)")
-    p.add_argument("--js-support", default="auto", help="tokens kept for prompt-specificity: auto | full | N | 0 (skip)")
-    p.add_argument("--skip-long", action="store_true", help="drop prompts that do not fit the context instead of failing")
+    p.add_argument(
+        "--dataset-id", default=None, help="LIMA dataset id or local mirror for --prompts lima (default: GAIR/lima)"
+    )
+    p.add_argument(
+        "--js-support", default="auto", help="tokens kept for prompt-specificity: auto | full | N | 0 (skip)"
+    )
+    p.add_argument(
+        "--skip-long", action="store_true", help="drop prompts that do not fit the context instead of failing"
+    )
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the CIs (default: 1000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
     p.add_argument("--every", type=int, default=8, help="print every N-th position (default: 8)")
@@ -98,7 +119,7 @@ def compact_summary(result, summary, every: int = 8):
     """Every ``every``-th position (and the last): entropy, top-1 prob, end share, modal top-1 token."""
     import pandas as pd
 
-    from dlmpaper.probe import modal_top1
+    from dlmpaper.core.probe import modal_top1
 
     wide = summary.pivot(index="position", columns="statistic", values="mean")
     modal = modal_top1(result).set_index("position")
@@ -115,7 +136,7 @@ def compact_summary(result, summary, every: int = 8):
     )
 
 
-#: config.json keys of the context length, in the order :class:`dlmpaper.models.DiffusionLM` reads them.
+#: config.json keys of the context length, in the order :class:`dlmpaper.lm.models.DiffusionLM` reads them.
 _CONTEXT_KEYS = ("max_position_embeddings", "max_sequence_length", "n_positions", "max_seq_len")
 
 
@@ -144,8 +165,9 @@ def _config_limits(spec) -> tuple[int | None, int | None]:
 
 def _run_probe(args: argparse.Namespace) -> int:
     # 1. cheap checks: arguments, model name, prompt source (nothing loaded yet)
-    from dlmpaper.data import check_prompt_source, load_prompts
-    from dlmpaper.models import (
+    from dlmpaper.core.probe import end_dominance_distance, position_summary, positional_probe, validate_probe_args
+    from dlmpaper.guards import check_output_file, check_seed, replacing
+    from dlmpaper.lm.models import (
         RemoteCodeRequiredError,
         check_model_name,
         load_model,
@@ -153,8 +175,7 @@ def _run_probe(args: argparse.Namespace) -> int:
         resolve_device,
         resolve_dtype,
     )
-    from dlmpaper.guards import check_output_file, check_seed, replacing
-    from dlmpaper.probe import end_dominance_distance, position_summary, positional_probe, validate_probe_args
+    from dlmpaper.prompts import check_prompt_source, load_prompts
 
     validate_probe_args(args.n_masks, args.top_k, args.n_prompts)
     for flag, value in (("--batch-size", args.batch_size), ("--n-boot", args.n_boot), ("--every", args.every)):
@@ -234,7 +255,10 @@ def _run_probe(args: argparse.Namespace) -> int:
         )
     else:
         print(f"end token never top-1 to the last position in any of {len(ends)} prompts")
-    print(f"wrote {len(result.table)} rows to {args.out}" + (f" and the summary to {args.summary_out}" if args.summary_out else ""))
+    print(
+        f"wrote {len(result.table)} rows to {args.out}"
+        + (f" and the summary to {args.summary_out}" if args.summary_out else "")
+    )
     return 0
 
 
@@ -260,11 +284,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that are the user's to fix: reported as one line, exit code 2."""
-    from dlmpaper.models import HubAccessError, ManifestError
-    from dlmpaper.remote_code import RemoteCodeError
+    from dlmpaper.lm.models import HubAccessError
+    from dlmpaper.lm.remote_code import RemoteCodeError
+    from dlmpaper.provenance import ManifestError
 
-    errors: list[type[BaseException]] = [CliError, ValueError, FileNotFoundError, HubAccessError, ManifestError,
-                                         RemoteCodeError]
+    errors: list[type[BaseException]] = [
+        CliError,
+        ValueError,
+        FileNotFoundError,
+        HubAccessError,
+        ManifestError,
+        RemoteCodeError,
+    ]
     import torch
 
     if hasattr(torch, "OutOfMemoryError"):

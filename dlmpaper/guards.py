@@ -276,7 +276,9 @@ def _rollback(entries: list[dict]) -> None:
         if entry["new"]:
             Path(entry["new"]).unlink(missing_ok=True)
         if old.exists():
-            if dst.exists() and os.path.samefile(old, dst):  # not replaced yet; rename() of a hard link to itself is a no-op
+            if dst.exists() and os.path.samefile(
+                old, dst
+            ):  # not replaced yet; rename() of a hard link to itself is a no-op
                 old.unlink()
             else:
                 os.replace(old, dst)
@@ -291,8 +293,11 @@ def _finish(entries: list[dict]) -> None:
             Path(entry["new"]).unlink(missing_ok=True)
 
 
-def publish(changes: Sequence[tuple[Path, Path | None]], journal: str | os.PathLike,
-            before_commit: Callable[[], None] | None = None) -> None:
+def publish(
+    changes: Sequence[tuple[Path, Path | None]],
+    journal: str | os.PathLike,
+    before_commit: Callable[[], None] | None = None,
+) -> None:
     """Apply ``(destination, source)`` pairs all-or-nothing: ``source`` is copied over
     ``destination``, ``None`` deletes it.
 

@@ -26,7 +26,7 @@ TOY_MODELS = DATA / "toy_models"
 FAMILY_MODELS = DATA / "family_models"
 #: Shipped corpus built from WordNet 3.0 (see ``data/wordnet_corpus/README.md``).
 CORPUS_DIR = DATA / "wordnet_corpus"
-#: Shipped general instruction corpus (issue 15; see ``data/general_corpus/README.md``).
+#: Shipped general instruction corpus (see ``data/general_corpus/README.md``).
 GENERAL_CORPUS_DIR = DATA / "general_corpus"
 #: Shipped prompt sets.
 PROMPTS_DIR = DATA / "prompts"

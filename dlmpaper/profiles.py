@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import data, models
+from dlmpaper import prompts as data
+from dlmpaper.lm import models
 
 
 @dataclass(frozen=True)
@@ -36,11 +37,21 @@ class Profile:
 
 PROFILES = {
     "embedded": Profile(
-        "embedded", "embedded", "embedded", 100, "float32", False,
+        "embedded",
+        "embedded",
+        "embedded",
+        100,
+        "float32",
+        False,
         "the project's own small masked diffusion LM and the shipped held-out WordNet prompts (any CPU, offline)",
     ),
     "paper": Profile(
-        "paper", "llada-8b-instruct", "lima", 100, "bfloat16", True,
+        "paper",
+        "llada-8b-instruct",
+        "lima",
+        100,
+        "bfloat16",
+        True,
         "GSAI-ML/LLaDA-8B-Instruct in bf16 and the first 100 prompts of GAIR/lima train (one GPU, hub access)",
     ),
 }
@@ -68,8 +79,9 @@ def is_profile_model(profile: Profile, model: str | None) -> bool:
     return own is not None and own.hub_id is not None and model == own.hub_id and not Path(model).expanduser().exists()
 
 
-def load_profile_model(profile: Profile, device: str = "cpu", model: str | None = None,
-                       trust_remote_code: bool = False) -> models.DiffusionLM:
+def load_profile_model(
+    profile: Profile, device: str = "cpu", model: str | None = None, trust_remote_code: bool = False
+) -> models.DiffusionLM:
     """Load the profile's model (or ``model``, a registry name / hub id / local path, when given).
 
     The profile's ``trust_remote_code`` covers its own model only (by registry name or hub id, at

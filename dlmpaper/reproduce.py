@@ -67,7 +67,8 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from dlmpaper import guards
-from dlmpaper.provenance import sha256_file
+from dlmpaper.lm.hub import hub_available, offline
+from dlmpaper.provenance import FIGURES_ENV, MODELS_SUBDIR, NOTEBOOK_ENV, sha256_file
 
 __all__ = [
     "PROFILES",
@@ -75,7 +76,7 @@ __all__ = [
     "PACKAGES",
     "PAPER_MODEL_ID",
     "PAPER_DATASET_ID",
-    "MANIFEST_NAME",
+    "FIGURES_MANIFEST_NAME",
     "TIMINGS_NAME",
     "INJECTED_CELL_ID",
     "PARAMETERS_TAG",
@@ -88,7 +89,6 @@ __all__ = [
     "RunResult",
     "discover_notebooks",
     "clean_notebook",
-    "record_model",
     "preflight",
     "run",
     "main",
@@ -100,7 +100,7 @@ DEVICES = ("cpu", "cuda", "auto")
 PACKAGES = ("torch", "transformers", "datasets", "numpy", "pandas", "matplotlib", "seaborn", "dlmpaper")
 PAPER_MODEL_ID = "GSAI-ML/LLaDA-8B-Instruct"
 PAPER_DATASET_ID = "GAIR/lima"
-MANIFEST_NAME = "MANIFEST.json"
+FIGURES_MANIFEST_NAME = "MANIFEST.json"
 TIMINGS_NAME = "TIMINGS.json"
 #: Tag of papermill's injected-parameters cell (also its fixed id while a run is staged).
 INJECTED_CELL_ID = "injected-parameters"
@@ -112,11 +112,7 @@ SCRATCH_PREFIX = "dlmpaper-reproduce-"
 RUNNING_MARKER = "RUNNING"
 #: Tag of the one cell of every notebook that holds its parameters (papermill injects after it).
 PARAMETERS_TAG = "parameters"
-#: Side files written by :func:`record_model`, relative to the (scratch) figures dir.
-MODELS_SUBDIR = ".models"
 #: Environment variable naming the notebook being executed (set for each kernel).
-NOTEBOOK_ENV = "DLMPAPER_NOTEBOOK"
-FIGURES_ENV = "DLMPAPER_FIGURES"
 FIGURE_SUFFIXES = (".pdf", ".png")
 
 #: Kernel environment that pins CPU numerics, on every machine: one thread, so no reduction is
@@ -148,7 +144,9 @@ class NotebookFailed(ReproduceError):
 
     exit_code = 1
 
-    def __init__(self, notebook: str, cell_index: int | None, source: str, ename: str, evalue: str, scratch: Path | None):
+    def __init__(
+        self, notebook: str, cell_index: int | None, source: str, ename: str, evalue: str, scratch: Path | None
+    ):
         self.notebook = notebook
         self.cell_index = cell_index
         self.source = source
@@ -179,8 +177,10 @@ class RunAborted(ReproduceError):
     def __init__(self, signum: int):
         self.signum = signum
         self.exit_code = 128 + signum
-        super().__init__(f"interrupted by {signal.Signals(signum).name}: nothing was published; "
-                         "figures/ and notebooks/ are as they were")
+        super().__init__(
+            f"interrupted by {signal.Signals(signum).name}: nothing was published; "
+            "figures/ and notebooks/ are as they were"
+        )
 
 
 @dataclass
@@ -219,7 +219,8 @@ def discover_notebooks(notebooks_dir: str | os.PathLike, select: Sequence[str] |
     for item in select:
         item = item.strip()
         hits = [
-            p for p in paths
+            p
+            for p in paths
             if item in (p.stem, p.name) or (item.isdigit() and int(item) == int(p.name.split("_", 1)[0]))
         ]
         if not hits:
@@ -372,8 +373,8 @@ def _set_parameters(source: str, values: dict[str, Any]) -> str:
     for value_node, text in sorted(edits, key=lambda e: (e[0].lineno, e[0].col_offset), reverse=True):
         first, last_line = value_node.lineno - 1, value_node.end_lineno - 1
         head = lines[first].encode("utf-8")[: value_node.col_offset].decode("utf-8")
-        tail = lines[last_line].encode("utf-8")[value_node.end_col_offset:].decode("utf-8")
-        lines[first: last_line + 1] = [head + text + tail]
+        tail = lines[last_line].encode("utf-8")[value_node.end_col_offset :].decode("utf-8")
+        lines[first : last_line + 1] = [head + text + tail]
     out = "".join(lines)
     if appended:
         out = out.rstrip("\n") + "\n" + "\n".join(appended)
@@ -425,75 +426,7 @@ def _write_notebook(nb: Any, path: Path) -> None:
 # ----------------------------------------------------------------------------- models side files
 
 
-def record_model(info: dict) -> None:
-    """Record the model a notebook used, for ``figures/MANIFEST.json`` (call it in notebooks 00-05).
-
-    ``info`` is a JSON-serialisable dict with at least ``"model_id"`` (hub id or local
-    name) and ideally ``"revision"`` (commit hash or checkpoint sha256), e.g.
-    ``record_model({"model_id": "GSAI-ML/LLaDA-8B-Instruct", "revision": "08b83a6...", "dtype": "bfloat16"})``.
-    Calls accumulate per notebook, keyed by ``model_id``. Writes
-    ``$DLMPAPER_FIGURES/.models/<notebook>.json`` when run by :func:`run` (which sets
-    ``DLMPAPER_NOTEBOOK``); outside a reproduction run it only validates ``info``.
-    Returns None, so a notebook cell ending with this call shows no (volatile) path.
-    """
-    if not isinstance(info, dict) or not isinstance(info.get("model_id"), str) or not info["model_id"]:
-        raise ValueError("record_model needs a dict with a non-empty 'model_id', e.g. {'model_id': ..., 'revision': ...}")
-    notebook = os.environ.get(NOTEBOOK_ENV)
-    figures = os.environ.get(FIGURES_ENV)
-    json.dumps(info)  # fail early, inside the notebook, on values that are not JSON
-    if not notebook or not figures:
-        return None
-    path = Path(figures) / MODELS_SUBDIR / f"{notebook}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    models = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-    models[info["model_id"]] = info
-    path.write_text(json.dumps(models, sort_keys=True, indent=2) + "\n", encoding="utf-8")
-    return None
-
-
 # ----------------------------------------------------------------------------- preflight
-
-
-def _env_true(name: str) -> bool:
-    return os.environ.get(name, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
-
-
-def _hub_available(timeout: float = 3.0) -> bool:
-    """Fallback for ``dlmpaper.models.hub_available``: False at once under ``HF_HUB_OFFLINE=1``,
-    else whether ``HEAD https://huggingface.co`` answers within ``timeout`` seconds (a thread
-    bounds the wall time, since a hanging DNS lookup ignores urlopen's timeout)."""
-    if _env_true("HF_HUB_OFFLINE"):
-        return False
-    import threading
-    import urllib.error
-    import urllib.request
-
-    result = {"ok": False}
-
-    def probe() -> None:
-        try:
-            request = urllib.request.Request("https://huggingface.co", method="HEAD")
-            with urllib.request.urlopen(request, timeout=timeout):
-                result["ok"] = True
-        except urllib.error.HTTPError:
-            result["ok"] = True  # the server answered
-        except Exception:
-            result["ok"] = False
-
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    thread.join(timeout + 0.5)
-    return result["ok"] and not thread.is_alive()
-
-
-def _hub_check() -> bool:
-    if _env_true("HF_HUB_OFFLINE"):  # same answer as either implementation, without importing models
-        return False
-    try:
-        from dlmpaper.models import hub_available
-    except ImportError:
-        return _hub_available()
-    return bool(hub_available())
 
 
 def _cuda_available() -> bool:
@@ -518,8 +451,8 @@ def preflight(profile: str, device: str | None) -> str:
     if device not in DEVICES:
         raise PreflightError(f"unknown device {device!r}; use one of {', '.join(DEVICES)}")
     missing = []
-    if profile == "paper" and not _hub_check():
-        if _env_true("HF_HUB_OFFLINE"):
+    if profile == "paper" and not hub_available():
+        if offline():
             why = "HF_HUB_OFFLINE is set, unset it"
         else:
             why = "huggingface.co did not answer within 3 s, check the network"
@@ -533,7 +466,9 @@ def preflight(profile: str, device: str | None) -> str:
         if device == "auto":
             device = "cuda" if has_cuda else "cpu"
         if device == "cuda" and not has_cuda:
-            missing.append("a CUDA GPU (torch.cuda.is_available() is False); use --profile embedded --device cpu instead")
+            missing.append(
+                "a CUDA GPU (torch.cuda.is_available() is False); use --profile embedded --device cpu instead"
+            )
         if profile == "paper" and device != "cuda" and not has_cuda:
             missing.append("a CUDA GPU for the paper profile (LLaDA-8B in bf16 needs ~17 GB of GPU memory)")
     if missing:
@@ -713,18 +648,22 @@ def run(
         scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=scratch_parent))
         (scratch / RUNNING_MARKER).write_text(f"{os.getpid()}\n")
         try:
-            produced, seconds, executed = _execute_all(selected, nb_dir, scratch, parameters, kernel, progress,
-                                                       start_timeout, sharding)
+            produced, seconds, executed = _execute_all(
+                selected, nb_dir, scratch, parameters, kernel, progress, start_timeout, sharding
+            )
             manifest = _build_manifest(fig_dir, scratch / "figures", produced, selected, parameters, full_run)
             final_nbs = {stem: target_dir / staged.name for stem, staged in executed.items()} if target_dir else {}
             staged_nbs = {final_nbs[stem]: staged for stem, staged in executed.items() if stem in final_nbs}
             with signals.deferred():  # a signal now cancels the publish (rolled back) before its commit point
                 try:
-                    published = _publish(fig_dir, scratch / "figures", produced, manifest, seconds, full_run,
-                                         staged_nbs, signals.check)
+                    published = _publish(
+                        fig_dir, scratch / "figures", produced, manifest, seconds, full_run, staged_nbs, signals.check
+                    )
                 except OSError as exc:
-                    raise PublishFailed(f"publishing failed ({exc}); figures/ and notebooks/ were rolled back to "
-                                        f"their previous state. The executed notebooks are kept in {scratch}") from exc
+                    raise PublishFailed(
+                        f"publishing failed ({exc}); figures/ and notebooks/ were rolled back to "
+                        f"their previous state. The executed notebooks are kept in {scratch}"
+                    ) from exc
                 shutil.rmtree(scratch, ignore_errors=True)
         except (NotebookFailed, PublishFailed):
             (scratch / RUNNING_MARKER).unlink(missing_ok=True)  # kept for inspection, not stale
@@ -737,7 +676,7 @@ def run(
         notebooks=[p.stem for p in selected],
         figures=published,
         seconds=seconds,
-        manifest=fig_dir / MANIFEST_NAME,
+        manifest=fig_dir / FIGURES_MANIFEST_NAME,
         timings=fig_dir / TIMINGS_NAME,
         executed=final_nbs,
     )
@@ -757,8 +696,16 @@ def _run_lock(fig_dir: Path) -> Iterator[None]:
         lock.__exit__()
 
 
-def _execute_all(selected: list[Path], nb_dir: Path, scratch: Path, parameters: dict, kernel: str, progress: bool,
-                 start_timeout: int, sharding: dict[str, str]) -> tuple[dict[str, str], dict[str, float], dict[str, Path]]:
+def _execute_all(
+    selected: list[Path],
+    nb_dir: Path,
+    scratch: Path,
+    parameters: dict,
+    kernel: str,
+    progress: bool,
+    start_timeout: int,
+    sharding: dict[str, str],
+) -> tuple[dict[str, str], dict[str, float], dict[str, Path]]:
     """Execute ``selected`` in order inside ``scratch``; return (figure -> notebook, seconds, staged notebooks)."""
     import nbformat
     import papermill as pm
@@ -955,10 +902,11 @@ def _read_json(path: Path) -> dict:
         return {}
 
 
-def _build_manifest(fig_dir: Path, stage_figs: Path, produced: dict[str, str], selected: list[Path],
-                    parameters: dict, full_run: bool) -> dict:
+def _build_manifest(
+    fig_dir: Path, stage_figs: Path, produced: dict[str, str], selected: list[Path], parameters: dict, full_run: bool
+) -> dict:
     stems = [p.stem for p in selected]
-    old = {} if full_run else _read_json(fig_dir / MANIFEST_NAME)
+    old = {} if full_run else _read_json(fig_dir / FIGURES_MANIFEST_NAME)
     nb_entries = {k: v for k, v in old.get("notebooks", {}).items() if k not in stems}
     fig_entries = {k: v for k, v in old.get("figures", {}).items() if v.get("notebook") not in stems}
     for stem in stems:
@@ -987,14 +935,21 @@ def _build_manifest(fig_dir: Path, stage_figs: Path, produced: dict[str, str], s
     }
 
 
-def _publish(fig_dir: Path, stage_figs: Path, produced: dict[str, str], manifest: dict,
-             seconds: dict[str, float], full_run: bool, notebooks: dict[Path, Path] | None = None,
-             before_commit: Any = None) -> dict[str, Path]:
+def _publish(
+    fig_dir: Path,
+    stage_figs: Path,
+    produced: dict[str, str],
+    manifest: dict,
+    seconds: dict[str, float],
+    full_run: bool,
+    notebooks: dict[Path, Path] | None = None,
+    before_commit: Any = None,
+) -> dict[str, Path]:
     """Publish the staged figures, MANIFEST.json, TIMINGS.json and executed notebooks
     (``notebooks``: destination -> staged file) and drop stale figures, all-or-nothing
     (:func:`dlmpaper.guards.publish`; its journal sits in ``fig_dir``)."""
     fig_dir.mkdir(parents=True, exist_ok=True)
-    old = _read_json(fig_dir / MANIFEST_NAME)
+    old = _read_json(fig_dir / FIGURES_MANIFEST_NAME)
     changes: list[tuple[Path, Path | None]] = [(fig_dir / name, stage_figs / name) for name in sorted(produced)]
     # A figure that an earlier run recorded for a notebook run now (or for any notebook, on a
     # full run) and that this run no longer makes is stale: remove it so figures/ matches the manifest.
@@ -1004,9 +959,12 @@ def _publish(fig_dir: Path, stage_figs: Path, produced: dict[str, str], manifest
         if (full_run or entry.get("notebook") in seconds) and (fig_dir / name).exists():
             changes.append((fig_dir / name, None))
     with tempfile.TemporaryDirectory(prefix="dlmpaper-publish-") as tmp:
-        _write_json(Path(tmp) / MANIFEST_NAME, manifest)
+        _write_json(Path(tmp) / FIGURES_MANIFEST_NAME, manifest)
         _write_json(Path(tmp) / TIMINGS_NAME, {"notebooks": seconds, "total": round(sum(seconds.values()), 3)})
-        changes += [(fig_dir / MANIFEST_NAME, Path(tmp) / MANIFEST_NAME), (fig_dir / TIMINGS_NAME, Path(tmp) / TIMINGS_NAME)]
+        changes += [
+            (fig_dir / FIGURES_MANIFEST_NAME, Path(tmp) / FIGURES_MANIFEST_NAME),
+            (fig_dir / TIMINGS_NAME, Path(tmp) / TIMINGS_NAME),
+        ]
         changes += sorted((notebooks or {}).items())
         guards.publish(changes, fig_dir / JOURNAL_NAME, before_commit)
     return {name: fig_dir / name for name in sorted(produced)}
@@ -1019,7 +977,7 @@ def _sharding_env(device_map: str | None, max_memory: str | None) -> dict[str, s
     """Kernel environment for :func:`dlmpaper.profiles.load_profile_model`'s sharding options (checked here)."""
     if device_map is None and max_memory is None:
         return {}  # without importing torch: a locked or misconfigured run must fail within a second
-    from dlmpaper.models import parse_max_memory
+    from dlmpaper.lm.models import parse_max_memory
     from dlmpaper.profiles import DEVICE_MAP_ENV, MAX_MEMORY_ENV
 
     if max_memory is not None and device_map is None:
@@ -1039,21 +997,37 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m dlmpaper.reproduce",
         description="Run notebooks/NN_*.ipynb in order with papermill and regenerate figures/ (failure-safe).",
     )
-    p.add_argument("--profile", choices=PROFILES, default="embedded",
-                   help="embedded: shipped small model, CPU, offline (default); paper: LLaDA-8B-Instruct on LIMA, GPU + hub")
+    p.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default="embedded",
+        help="embedded: shipped small model, CPU, offline (default); paper: LLaDA-8B-Instruct on LIMA, GPU + hub",
+    )
     p.add_argument("--device", choices=DEVICES, default=None, help="default: cpu for embedded, cuda for paper")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device-map", default=None,
-                   help="accelerate device map for the profile's model, e.g. auto (shard over GPUs / offload to CPU)")
+    p.add_argument(
+        "--device-map",
+        default=None,
+        help="accelerate device map for the profile's model, e.g. auto (shard over GPUs / offload to CPU)",
+    )
     p.add_argument("--max-memory", default=None, help="with --device-map: memory per device, e.g. 0=40GiB,cpu=100GiB")
-    p.add_argument("--notebooks", nargs="+", default=None, metavar="NN",
-                   help="subset to run, by number or stem, e.g. --notebooks 03 04 (comma lists work too)")
+    p.add_argument(
+        "--notebooks",
+        nargs="+",
+        default=None,
+        metavar="NN",
+        help="subset to run, by number or stem, e.g. --notebooks 03 04 (comma lists work too)",
+    )
     p.add_argument("--no-inplace", action="store_true", help="do not write executed notebooks over notebooks/")
     p.add_argument("--output-dir", type=Path, default=None, help="write executed notebooks here instead of notebooks/")
     p.add_argument("--notebooks-dir", type=Path, default=None, help="default: dlmpaper.paths.NOTEBOOKS")
     p.add_argument("--figures-dir", type=Path, default=None, help="default: dlmpaper.paths.FIGURES")
-    p.add_argument("--scratch-dir", type=Path, default=None,
-                   help="where the temporary run folder is made (default: system temp); kept after a failure")
+    p.add_argument(
+        "--scratch-dir",
+        type=Path,
+        default=None,
+        help="where the temporary run folder is made (default: system temp); kept after a failure",
+    )
     p.add_argument("--kernel", default="python3", help="Jupyter kernel name (python3 = this interpreter)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -1085,8 +1059,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dlmpaper.reproduce: error: {err}", file=sys.stderr)
         return err.exit_code
     total = sum(result.seconds.values())
-    print(f"{len(result.notebooks)} notebooks, {len(result.figures)} figures in {total:.1f} s; "
-          f"manifest: {result.manifest}", file=sys.stderr)
+    print(
+        f"{len(result.notebooks)} notebooks, {len(result.figures)} figures in {total:.1f} s; "
+        f"manifest: {result.manifest}",
+        file=sys.stderr,
+    )
     return 0
 
 

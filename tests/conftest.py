@@ -2,7 +2,7 @@
 
 Fixtures (session-scoped, built into a temp dir by ``tests/standins.py``):
 ``llada_like_dir``, ``dream_like_dir``, ``bert_mlm_dir`` (paths) and
-``llada_like``, ``dream_like``, ``bert_mlm`` (loaded :class:`dlmpaper.models.DiffusionLM`,
+``llada_like``, ``dream_like``, ``bert_mlm`` (loaded :class:`dlmpaper.lm.models.DiffusionLM`,
 float32 on CPU). Tests must not mutate the loaded adapters.
 """
 
@@ -53,7 +53,7 @@ def bert_mlm_dir(standins_root) -> Path:
 def llada_like(llada_like_dir):
     from standins import LLADA_LIKE_SPEC
 
-    from dlmpaper.models import load_model
+    from dlmpaper.lm.models import load_model
 
     return load_model(llada_like_dir, spec=LLADA_LIKE_SPEC)
 
@@ -62,14 +62,14 @@ def llada_like(llada_like_dir):
 def dream_like(dream_like_dir):
     from standins import DREAM_LIKE_SPEC
 
-    from dlmpaper.models import load_model
+    from dlmpaper.lm.models import load_model
 
     return load_model(dream_like_dir, spec=DREAM_LIKE_SPEC)
 
 
 @pytest.fixture(scope="session")
 def bert_mlm(bert_mlm_dir):
-    from dlmpaper.models import load_model
+    from dlmpaper.lm.models import load_model
 
     return load_model(bert_mlm_dir)
 
@@ -93,14 +93,14 @@ def dream_remote_dir(standins_root) -> Path:
 
 @pytest.fixture(scope="session")
 def llada_remote(llada_remote_dir):
-    from dlmpaper.models import load_model
+    from dlmpaper.lm.models import load_model
 
     return load_model(llada_remote_dir, trust_remote_code=True, dtype="float32")
 
 
 @pytest.fixture(scope="session")
 def dream_remote(dream_remote_dir):
-    from dlmpaper.models import load_model
+    from dlmpaper.lm.models import load_model
 
     return load_model(dream_remote_dir, trust_remote_code=True, dtype="float32")
 

@@ -32,7 +32,7 @@ import torch
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import BertConfig, BertForMaskedLM, PreTrainedTokenizerFast
 
-from dlmpaper.models import REGISTRY, ModelSpec
+from dlmpaper.lm.models import REGISTRY, ModelSpec
 
 #: Words every stand-in knows (LIMA's first training prompt and the probe's usual suspects).
 WORDS = (
@@ -203,8 +203,14 @@ UPSTREAM_LIKE = Path(__file__).resolve().parent / "upstream_like"
 #: Small shapes of LLaDA-8B's architecture (the real one: d_model 4096, 32 heads, 32 layers, mlp 12288).
 LLADA_TINY = dict(d_model=64, n_heads=4, n_kv_heads=4, n_layers=2, mlp_hidden_size=128, max_sequence_length=512)
 #: Small shapes of Dream-7B's (Qwen2) architecture (the real one: hidden 3584, 28 heads, 4 kv heads, 28 layers).
-DREAM_TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                  num_key_value_heads=2, max_position_embeddings=512)
+DREAM_TINY = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=512,
+)
 
 
 def _import_upstream_like(family: str, module: str):
@@ -213,7 +219,9 @@ def _import_upstream_like(family: str, module: str):
     return importlib.import_module(f"upstream_like.{family}.{module}")
 
 
-def _write_remote_dir(directory: Path, family: str, files: tuple[str, ...], *, replace: dict[str, str] | None = None) -> None:
+def _write_remote_dir(
+    directory: Path, family: str, files: tuple[str, ...], *, replace: dict[str, str] | None = None
+) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     for name in files:
         text = (UPSTREAM_LIKE / family / name).read_text()
@@ -222,7 +230,9 @@ def _write_remote_dir(directory: Path, family: str, files: tuple[str, ...], *, r
         (directory / name).write_text(text)
 
 
-def _save_remote(model, config, auto_map: dict[str, str], tokenizer, directory: Path, extra: dict | None = None) -> Path:
+def _save_remote(
+    model, config, auto_map: dict[str, str], tokenizer, directory: Path, extra: dict | None = None
+) -> Path:
     import json
 
     from safetensors.torch import save_file
@@ -250,8 +260,12 @@ def build_llada_remote(directory: str | Path, *, seed: int = 0, ignore_attention
     (the Feb-2025 lineage of circulating copies). Loading it needs ``trust_remote_code=True``."""
     directory = Path(directory)
     files = ("configuration_llada.py", "modeling_llada.py")
-    _write_remote_dir(directory, "llada", files,
-                      replace={"IGNORE_ATTENTION_MASK = False": f"IGNORE_ATTENTION_MASK = {bool(ignore_attention_mask)}"})
+    _write_remote_dir(
+        directory,
+        "llada",
+        files,
+        replace={"IGNORE_ATTENTION_MASK = False": f"IGNORE_ATTENTION_MASK = {bool(ignore_attention_mask)}"},
+    )
     cfg_mod = _import_upstream_like("llada", "configuration_llada")
     model_mod = _import_upstream_like("llada", "modeling_llada")
     config = cfg_mod.LLaDAConfig(**{**LLADA_TINY, **shape})
@@ -262,10 +276,19 @@ def build_llada_remote(directory: str | Path, *, seed: int = 0, ignore_attention
             torch.nn.init.normal_(param, std=0.15 if param.dim() > 1 else 0.02)
             if param.dim() == 1:
                 param.data += 1.0
-    tokenizer = _byte_level_tokenizer(LLADA_VOCAB, LLADA_SPECIAL, LLADA_TEMPLATE, bos_token="<|startoftext|>",
-                                      eos_token="<|endoftext|>", pad_token="<|endoftext|>")
-    auto_map = {"AutoConfig": "configuration_llada.LLaDAConfig", "AutoModel": "modeling_llada.LLaDAModelLM",
-                "AutoModelForCausalLM": "modeling_llada.LLaDAModelLM"}
+    tokenizer = _byte_level_tokenizer(
+        LLADA_VOCAB,
+        LLADA_SPECIAL,
+        LLADA_TEMPLATE,
+        bos_token="<|startoftext|>",
+        eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+    )
+    auto_map = {
+        "AutoConfig": "configuration_llada.LLaDAConfig",
+        "AutoModel": "modeling_llada.LLaDAModelLM",
+        "AutoModelForCausalLM": "modeling_llada.LLaDAModelLM",
+    }
     return _save_remote(model.eval(), config, auto_map, tokenizer, directory)
 
 
@@ -291,12 +314,27 @@ def build_dream_remote(directory: str | Path, *, seed: int = 1, **shape) -> Path
                     param.data += 1.0
     finally:
         model_mod.ROPE_INIT_FUNCTIONS = upstream_table
-    tokenizer = _byte_level_tokenizer(DREAM_VOCAB, DREAM_SPECIAL, DREAM_TEMPLATE, eos_token="<|endoftext|>",
-                                      pad_token="<|endoftext|>", mask_token="<|mask|>")
+    tokenizer = _byte_level_tokenizer(
+        DREAM_VOCAB,
+        DREAM_SPECIAL,
+        DREAM_TEMPLATE,
+        eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+        mask_token="<|mask|>",
+    )
     auto_map = {"AutoConfig": "configuration_dream.DreamConfig", "AutoModel": "modeling_dream.DreamModel"}
     _save_remote(model.eval(), config, auto_map, tokenizer, directory)
-    generation = {"eps": 1e-3, "steps": 512, "alg": "origin", "mask_token_id": 151666, "pad_token_id": 151643,
-                  "bos_token_id": 151643, "eos_token_id": 151643, "temperature": 0.0, "max_new_tokens": 16}
+    generation = {
+        "eps": 1e-3,
+        "steps": 512,
+        "alg": "origin",
+        "mask_token_id": 151666,
+        "pad_token_id": 151643,
+        "bos_token_id": 151643,
+        "eos_token_id": 151643,
+        "temperature": 0.0,
+        "max_new_tokens": 16,
+    }
     (directory / "generation_config.json").write_text(json.dumps(generation, indent=2, sort_keys=True))
     return directory
 

@@ -46,7 +46,9 @@ class DreamGenerationMixin:
         eps = config.eps
         max_new = kwargs.get("max_new_tokens", config.max_new_tokens) or 16
         mask_id = config.mask_token_id
-        x = torch.cat([inputs, torch.full((inputs.shape[0], max_new), mask_id, dtype=inputs.dtype, device=inputs.device)], 1)
+        x = torch.cat(
+            [inputs, torch.full((inputs.shape[0], max_new), mask_id, dtype=inputs.dtype, device=inputs.device)], 1
+        )
         timesteps = torch.linspace(1, eps, steps + 1, device=x.device)
         for i in range(steps):
             masked = x == mask_id

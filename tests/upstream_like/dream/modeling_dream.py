@@ -83,8 +83,12 @@ class DreamAttention(nn.Module):
         groups = self.num_heads // self.num_key_value_heads
         k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
         out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attention_mask if isinstance(attention_mask, torch.Tensor) else None,
-            dropout_p=0.0, is_causal=False,
+            q,
+            k,
+            v,
+            attn_mask=attention_mask if isinstance(attention_mask, torch.Tensor) else None,
+            dropout_p=0.0,
+            is_causal=False,
         )
         return self.o_proj(out.transpose(1, 2).reshape(B, T, -1))
 
@@ -172,8 +176,21 @@ class DreamModel(DreamGenerationMixin, DreamPreTrainedModel):
     def set_output_embeddings(self, value):
         self.lm_head = value
 
-    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
-                inputs_embeds=None, labels=None, use_cache=None, output_attentions=None,
-                output_hidden_states=None, return_dict=None, cache_position=None, num_logits_to_keep=0, **kwargs):
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        position_ids=None,
+        past_key_values=None,
+        inputs_embeds=None,
+        labels=None,
+        use_cache=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        cache_position=None,
+        num_logits_to_keep=0,
+        **kwargs,
+    ):
         hidden = self.model(input_ids, attention_mask=attention_mask, position_ids=position_ids)
         return MaskedLMOutput(logits=self.lm_head(hidden))

@@ -139,7 +139,14 @@ class LLaDAModel(nn.Module):
         )
         if not config.weight_tying:
             self.transformer.update(
-                {"ff_out": nn.Linear(config.d_model, config.embedding_size or config.vocab_size, bias=config.include_bias, device=config.init_device)}
+                {
+                    "ff_out": nn.Linear(
+                        config.d_model,
+                        config.embedding_size or config.vocab_size,
+                        bias=config.include_bias,
+                        device=config.init_device,
+                    )
+                }
             )
 
     def forward(self, input_ids, attention_mask=None):
@@ -179,9 +186,20 @@ class LLaDAModelLM(PreTrainedModel):
             model = LLaDAModel(model_config, init_params=init_params)
         self.model = model
 
-    def forward(self, input_ids=None, inputs_embeds=None, attention_mask=None, attention_bias=None,
-                past_key_values=None, labels=None, use_cache=None, output_attentions=None,
-                output_hidden_states=None, return_dict=None, cache_position=None):
+    def forward(
+        self,
+        input_ids=None,
+        inputs_embeds=None,
+        attention_mask=None,
+        attention_bias=None,
+        past_key_values=None,
+        labels=None,
+        use_cache=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=None,
+        cache_position=None,
+    ):
         if use_cache is None:
             use_cache = self.config.use_cache
         assert past_key_values is None and not use_cache, "The kvcache is not supported for MDM."
