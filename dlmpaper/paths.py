@@ -24,6 +24,8 @@ EMBEDDED_MODEL = DATA / "embedded_model"
 TOY_MODELS = DATA / "toy_models"
 #: The autoregressive and continuous models of notebook 02 (WordNet and toy languages).
 FAMILY_MODELS = DATA / "family_models"
+#: Toy masked models trained under the masking schedules of notebook 05, section 3 (``<schedule>/<language>``).
+SCHEDULE_MODELS = DATA / "schedule_models"
 #: Shipped corpus built from WordNet 3.0 (see ``data/wordnet_corpus/README.md``).
 CORPUS_DIR = DATA / "wordnet_corpus"
 #: Shipped general instruction corpus (see ``data/general_corpus/README.md``).

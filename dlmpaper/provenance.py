@@ -28,6 +28,7 @@ __all__ = [
     "local_weights",
     "model_record",
     "record_model",
+    "schedule_model_record",
     "sha256_file",
     "toy_model_record",
     "verify_manifest",
@@ -197,3 +198,25 @@ def record_model(info: dict) -> None:
     models[info["model_id"]] = info
     path.write_text(json.dumps(models, sort_keys=True, indent=2) + "\n", encoding="utf-8")
     return None
+
+
+def schedule_model_record(name: str, schedule: str, seed: int, uses: str, root: str | Path | None = None) -> dict:
+    """The manifest entry of a toy masked model trained under a masking schedule (notebook 05,
+    section 3): ``model_id`` ``toy/<language>/<schedule>/seed<seed>``, ``revision`` = sha256 of its
+    ``model.safetensors`` under ``data/schedule_models/<schedule>/seed<seed>/<language>``."""
+    from dlmpaper.lm import toymodels
+
+    lang = toymodels.toy_language(name)
+    base = Path(root if root is not None else paths.SCHEDULE_MODELS)
+    weights = base / schedule / f"seed{seed}" / lang.name / "model.safetensors"
+    if not weights.is_file():
+        raise FileNotFoundError(
+            f"no schedule model weights at {weights}; train them with `{toymodels.TOY_RETRAIN_COMMAND} --schedules {schedule}`"
+        )
+    return {
+        "model_id": f"toy/{lang.name}/{schedule}/seed{seed}",
+        "hub_id": None,
+        "revision": sha256_file(weights),
+        "dtype": "float32",
+        "uses": uses,
+    }

@@ -62,6 +62,39 @@ def corrupt(
     return MaskedBatch(noisy, masked, p_mask)
 
 
+def scheduled_corrupt(
+    input_ids: torch.Tensor,
+    exponents: torch.Tensor,
+    mask_id: int,
+    t: torch.Tensor,
+    generator: torch.Generator | None = None,
+    eps: float = DEFAULT_EPS,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A per-position forward process (paper §5, the remedy for §4 issue (i); GenMD4, arXiv 2406.04329, with one
+    exponent per position instead of per token): position i is masked with probability
+    ``m_i(t) = eps + (1 - eps) t ** w_i`` (``alpha_t = 1 - t^w``); ``w_i = 1`` everywhere is LLaDA's
+    linear schedule, ``w_i > 1`` keeps position i longer, ``w_i < 1`` masks it sooner.
+
+    Returns ``(noisy_ids, masked, weight)``: ``weight`` ``(B, L)`` is the continuous-time ELBO weight
+    ``m_i'(t) / m_i(t) = (1 - eps) w_i t^(w_i - 1) / m_i(t)`` of each position, which for ``w = 1``
+    is ``(1 - eps) / p``: LLaDA's ``1 / p`` up to the factor ``1 - eps``. Notebook 05, section 3.
+    """
+    w = torch.as_tensor(exponents, dtype=torch.float32, device=input_ids.device)
+    if w.ndim != 1 or w.shape[0] != input_ids.shape[1] or not bool(torch.all(w > 0)):
+        raise ValueError(
+            f"exponents must be {input_ids.shape[1]} positive numbers (one per position), got {w.tolist()}"
+        )
+    if not 0.0 <= eps < 1.0:
+        raise ValueError(f"eps must be in [0, 1), got {eps}")
+    tt = t.to(torch.float32)[:, None].clamp(min=1e-6)
+    m = eps + (1.0 - eps) * tt**w
+    draws = torch.rand(input_ids.shape, generator=generator, device=input_ids.device)
+    masked = draws < m
+    noisy = torch.where(masked, torch.full_like(input_ids, mask_id), input_ids)
+    weight = (1.0 - eps) * w * tt ** (w - 1.0) / m
+    return noisy, masked, weight
+
+
 def masked_logits(
     model: torch.nn.Module,
     input_ids,

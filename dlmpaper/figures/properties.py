@@ -23,6 +23,8 @@ PALETTE_FAMILY = {
 }
 JUDGEMENT_COLORS = {"yes": "#4C9A5F", "partial": "#E3B448", "no": "#C8553D", "n/a": "#DDDDDD"}
 ROWS = ("continuous", "discrete", "autoregressive")
+#: Distances (in embedding-spacing units) below which a final state counts as on its token in figure L1 (b).
+ROUNDING_TOL = 1e-3
 
 
 def family_color(family: str) -> str:
@@ -40,7 +42,7 @@ def plot_property_matrices(paper: pd.DataFrame, measured: pd.DataFrame):
     from matplotlib.patches import Patch, Rectangle
 
     props = list(PROPERTY_LABELS)
-    fig, axes = plt.subplots(1, 2, figsize=(9.0, 2.6), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(9.0, 2.9), sharey=True, layout="constrained")
     for ax, title, table in ((axes[0], "paper (arXiv 2512.22630)", paper), (axes[1], "measured here", measured)):
         for i, fam in enumerate(ROWS):
             for j, prop in enumerate(props):
@@ -73,13 +75,15 @@ def plot_property_matrices(paper: pd.DataFrame, measured: pd.DataFrame):
         ax.grid(False)
         ax.set_title(title, fontsize=9)
     handles = [Patch(color=c, label=k) for k, c in JUDGEMENT_COLORS.items() if k != "n/a"]
-    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=7, frameon=False, bbox_to_anchor=(0.5, -0.04))
-    fig.text(
-        0.01,
-        -0.03,
-        "* our reading (the paper does not state it); framed: measured differs from the paper",
-        fontsize=6,
-        ha="left",
+    # below the tick labels: constrained layout keeps the legend (the note is its title) clear of the axes
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncol=3,
+        fontsize=7,
+        frameon=False,
+        title="* our reading (the paper does not state it); framed: measured differs from the paper",
+        title_fontsize=6,
     )
     return fig
 
@@ -197,8 +201,10 @@ def plot_d3(changes: pd.DataFrame, per_step: pd.DataFrame):
 
 def plot_l1(lattice: pd.DataFrame, rounding: Mapping[str, np.ndarray]):
     """L1 (figure ``02_l1_discreteness``): (a) share of positions whose state is a token (or the
-    mask) after each pass (``lattice``: ``family, progress, on_lattice``); (b) distance of the
-    continuous sampler's final state to its rounded token, in embedding-spacing units."""
+    mask) after each pass (``lattice``: ``family, progress, on_lattice``); (b) the cumulative
+    distribution of the distance of the continuous sampler's final state to its rounded token, in
+    embedding-spacing units, on a symlog axis (linear below :data:`ROUNDING_TOL`), with the count of
+    positions above it in the legend."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(8.0, 2.8))
@@ -215,12 +221,25 @@ def plot_l1(lattice: pd.DataFrame, rounding: Mapping[str, np.ndarray]):
     axes[0].set_ylabel("share of positions that are tokens")
     axes[0].legend(fontsize=7)
     axes[0].set_title("(a) states on the token lattice", fontsize=9)
+    # (b) every position, not a histogram: the distances pile up at 0, so a histogram shows one bar;
+    # the sorted distances on a symlog axis show the few that are not on a token, and how far off.
     for fam, values in rounding.items():
-        axes[1].hist(values, bins=30, color=family_color(fam), alpha=0.8, label=fam)
+        v = np.sort(np.asarray(values, dtype=float))
+        off = int((v > ROUNDING_TOL).sum())
+        axes[1].step(
+            v,
+            np.arange(1, v.size + 1) / max(v.size, 1),
+            where="post",
+            color=family_color(fam),
+            label=f"{fam}: {off} of {v.size} positions > {ROUNDING_TOL:g}",
+        )
+    axes[1].set_xscale("symlog", linthresh=ROUNDING_TOL)
+    axes[1].set_xlim(left=0)
+    axes[1].set_ylim(0, 1.02)
     axes[1].set_xlabel("final distance to nearest token / embedding spacing")
-    axes[1].set_ylabel("positions")
-    axes[1].legend(fontsize=7)
-    axes[1].set_title("(b) rounding left at the end", fontsize=9)
+    axes[1].set_ylabel("share of positions at or below")
+    axes[1].legend(fontsize=7, loc="lower right")
+    axes[1].set_title("(b) rounding left at the end (cumulative)", fontsize=9)
     return fig
 
 

@@ -8,7 +8,9 @@ notebook 05 puts the published remedies, implemented as commit strategies of one
 
 * :func:`plot_pareto` - invalid rate or KL(true || sampler) against the expected number of
   forward passes (masked + AR), one panel per language, every decoder family, notebook 04's
-  exact naive curve as the reference (figures ``05_pareto_invalid`` and ``05_pareto_kl``).
+  exact naive curve as the reference (figures ``05_pareto_invalid`` and ``05_pareto_kl``);
+* :func:`plot_schedules` - toy models trained under information-aware masking schedules against
+  uniform masking (figure ``05_schedules``).
 
 Plotting only: the statistics live in :mod:`dlmpaper.analyses.remedies`; style from
 :mod:`dlmpaper.figures.style` (call :func:`dlmpaper.figures.style.use_style` first).
@@ -21,9 +23,10 @@ import math
 import numpy as np
 import pandas as pd
 
+from dlmpaper.core.tables import require_columns
 from dlmpaper.figures.style import FAMILY_COLORS
 
-__all__ = ["DECODER_STYLES", "PARETO_COLUMNS", "plot_pareto"]
+__all__ = ["DECODER_STYLES", "PARETO_COLUMNS", "SCHEDULE_COLORS", "plot_pareto", "plot_schedules"]
 
 #: Display label, colour and marker of each decoder family of :func:`dlmpaper.analyses.remedies.remedy_table`
 #: (the ``decoder`` column), in legend order.
@@ -116,4 +119,54 @@ def plot_pareto(table: pd.DataFrame, metric: str = "invalid", *, linthresh: floa
         if f in used
     ]
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=7.5, bbox_to_anchor=(0.5, -0.2))
+    return fig
+
+
+#: Colour of each masking schedule of :data:`dlmpaper.analyses.schedules.SCHEDULES`.
+SCHEDULE_COLORS: dict[str, str] = {
+    "uniform": "#555555",
+    "position": "#0173B2",
+    "entropy": "#DE8F05",
+    "entropy_inverse": "#029E73",
+}
+
+_SCHEDULE_METRICS = {
+    "nll_gap": "any-order NLL - H(X), nats / token",
+    "invalid_k1_random": "P(invalid), 1 token / step, random order",
+    "invalid_k1_left_to_right": "P(invalid), 1 token / step, left to right",
+    "invalid_budget_random": "P(invalid), ceil(L/2) tokens / step, random",
+}
+
+
+def plot_schedules(table: pd.DataFrame, metrics=tuple(_SCHEDULE_METRICS)):
+    """Each masking schedule's trained toy models against uniform masking (paper §5, the remedy for §4 issue (i);
+    notebook 05, figure ``05_schedules``): one panel per metric, languages along x, one colour per
+    schedule, one dot per training seed and a bar at the seeds' mean. ``table`` is
+    :func:`dlmpaper.analyses.schedules.schedule_table`. Lower is better in every panel."""
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    require_columns(table, ["language", "schedule", "seed", *metrics], "plot_schedules")
+    languages = list(dict.fromkeys(table["language"]))
+    schedules = [s for s in SCHEDULE_COLORS if s in set(table["schedule"])]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(2.9 * len(metrics), 2.9), squeeze=False, layout="constrained")
+    width = 0.8 / max(len(schedules), 1)
+    for ax, metric in zip(axes[0], metrics):
+        for j, schedule in enumerate(schedules):
+            for i, language in enumerate(languages):
+                values = table[(table["language"] == language) & (table["schedule"] == schedule)][metric].to_numpy(
+                    float
+                )
+                if values.size == 0:
+                    continue
+                x = i + (j - (len(schedules) - 1) / 2) * width
+                ax.scatter(np.full(values.size, x), values, s=10, color=SCHEDULE_COLORS[schedule], zorder=3)
+                ax.hlines(values.mean(), x - width / 2.5, x + width / 2.5, color=SCHEDULE_COLORS[schedule], lw=1.5)
+        ax.set_xticks(range(len(languages)), languages)
+        ax.set_title(_SCHEDULE_METRICS.get(metric, metric), fontsize=8.5)
+        ax.set_ylim(bottom=0)
+    handles = [
+        Line2D([], [], color=SCHEDULE_COLORS[s], marker="o", ls="-", label=s.replace("_", " ")) for s in schedules
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8)
     return fig

@@ -35,6 +35,7 @@ _EXPORTS = {
     "dlmpaper.lm.toymodels": (
         "TOY_LANGUAGES",
         "family_model_dir",
+        "load_schedule_model",
         "load_toy_family_model",
         "load_toy_model",
         "model_marginal_fn",
@@ -47,6 +48,7 @@ _EXPORTS = {
         "family_model_record",
         "model_record",
         "record_model",
+        "schedule_model_record",
         "toy_model_record",
     ),
 }

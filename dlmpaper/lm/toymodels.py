@@ -25,14 +25,14 @@ of ``pad_token_id``, so it must not be a real token).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 from transformers import BertConfig, BertForMaskedLM
 
 from dlmpaper import paths
-from dlmpaper.core.objectives import DEFAULT_EPS, corrupt, masked_logits, sft_loss
+from dlmpaper.core.objectives import DEFAULT_EPS, corrupt, masked_logits, scheduled_corrupt, sft_loss
 from dlmpaper.core.trap import (
     MarginalFn,
     ToyLanguage,
@@ -167,12 +167,22 @@ def toy_logits(model, ids: np.ndarray | torch.Tensor, chunk: int = 4096) -> torc
 
 
 def toy_loss(
-    model, ids: torch.Tensor, mask_id: int, generator: torch.Generator, eps: float, family: str = "masked"
+    model,
+    ids: torch.Tensor,
+    mask_id: int,
+    generator: torch.Generator,
+    eps: float,
+    family: str = "masked",
+    exponents: Sequence[float] | None = None,
 ) -> torch.Tensor:
     """The family's objective with the whole sequence as the response. Masked: LLaDA's, ``t``
     stratified over the batch (``t_b = (b + u_b) / B``: same expectation as i.i.d. ``t``, lower
-    variance). Autoregressive: next-token CE after a start token (the mask id). Continuous:
+    variance); with ``exponents`` the per-position schedule of
+    :func:`dlmpaper.core.objectives.scheduled_corrupt` and its ELBO weights instead (notebook 05,
+    section 3). Autoregressive: next-token CE after a start token (the mask id). Continuous:
     ``families.continuous_loss``."""
+    if exponents is not None and family != "masked":
+        raise ValueError(f"a masking schedule only applies to the masked family, not {family!r}")
     B, L = ids.shape
     resp = torch.ones_like(ids, dtype=torch.bool)
     if family == "autoregressive":
@@ -184,6 +194,12 @@ def toy_loss(
             model, ids, torch.ones_like(ids), torch.arange(L)[None].expand(B, -1), resp, generator
         )
     t = (torch.arange(B, dtype=torch.float32) + torch.rand(B, generator=generator)) / B
+    if exponents is not None:
+        noisy, masked, weight = scheduled_corrupt(ids, torch.as_tensor(exponents), mask_id, t, generator, eps)
+        pos = torch.arange(L)[None].expand(B, -1)
+        logits = masked_logits(model, noisy, torch.ones_like(ids), pos, masked)
+        token_ce = torch.nn.functional.cross_entropy(logits.float(), ids[masked], reduction="none")
+        return (token_ce * weight[masked]).sum() / (B * L)
     batch = corrupt(ids, resp, mask_id, generator, eps=eps, t=t)
     pos = torch.arange(L)[None].expand(B, -1)
     logits = masked_logits(model, batch.noisy_ids, torch.ones_like(ids), pos, batch.masked)
@@ -266,6 +282,21 @@ def load_toy_model(name: str | ToyLanguage, root: Path | None = None) -> BertFor
     model = BertForMaskedLM.from_pretrained(directory, dtype=torch.float32)
     check_toy_model(model, lang)
     return model.eval()
+
+
+def load_schedule_model(
+    name: str | ToyLanguage, schedule: str, seed: int = 0, root: Path | None = None
+) -> BertForMaskedLM:
+    """The toy masked model of ``name`` trained under masking ``schedule`` with ``seed`` (notebook 05,
+    section 3), from ``<root>/<schedule>/seed<seed>/<lang.name>`` (default root
+    ``data/schedule_models``), manifest checked."""
+    base = Path(root if root is not None else paths.SCHEDULE_MODELS) / schedule / f"seed{seed}"
+    if not (base / toy_language(name).name / "config.json").exists():
+        raise FileNotFoundError(
+            f"no {schedule} schedule model for {toy_language(name).name} in {base}; train and ship it with "
+            f"`{TOY_RETRAIN_COMMAND} --schedules {schedule}`"
+        )
+    return load_toy_model(name, root=base)
 
 
 def toy_models_for(langs: list[ToyLanguage], models: Mapping | None, root: Path | None) -> dict:

@@ -226,8 +226,17 @@ def toy_card(lang: ToyLanguage, info: dict, rates: pd.DataFrame | None) -> str:
         f"A tiny BERT-architecture masked diffusion LM trained on the exact toy language `{lang.name}` "
         f"({lang.description}; {lang.sequences.shape[0]} sequences of length {lang.length}, "
         f"vocabulary {lang.vocab} + `[MASK]` (id {lang.mask_id}) + an unused pad id).",
-        "Used by `dlmpaper.lm.toymodels` (notebooks 04_marginal_trap and 02_five_properties, property L2):",
-        "the marginal trap of paper §4 (issue (ii)) with a *trained* model's marginals next to the exact ones.",
+        *(
+            [
+                "Used by notebook 05_remedies, section 3 (`dlmpaper.analyses.schedules`): corruption that follows",
+                "where the information is (paper §5, for §4 issue (i)), against uniform masking at equal compute.",
+            ]
+            if info.get("exponents") is not None
+            else [
+                "Used by `dlmpaper.lm.toymodels` (notebooks 04_marginal_trap and 02_five_properties, property L2):",
+                "the marginal trap of paper §4 (issue (ii)) with a *trained* model's marginals next to the exact ones.",
+            ]
+        ),
         "",
         "## Training",
         "",
@@ -236,6 +245,14 @@ def toy_card(lang: ToyLanguage, info: dict, rates: pd.DataFrame | None) -> str:
         "linear warm-up then cosine decay.",
         "",
         f"- command: `{info['command']}`",
+        *(
+            [
+                "- masking schedule (notebook 05, section 3): position i masked with probability "
+                "eps + (1 - eps) t^w_i, w = " + ", ".join(f"{w:.3f}" for w in info["exponents"])
+            ]
+            if info.get("exponents") is not None
+            else []
+        ),
         "- " + ", ".join(f"{k}={v}" for k, v in cfg.items()),
         f"- parameters: {info['parameters']:,} (float32 safetensors)",
         f"- final training loss (mean of the last log window): {info['final_train_loss']:.4f}",

@@ -31,6 +31,8 @@ import pandas as pd
 import torch
 from transformers import BertForMaskedLM
 
+from dlmpaper import paths
+from dlmpaper.analyses.schedules import SCHEDULES, schedule_exponents
 from dlmpaper.analyses.trap import toy_invalid_rates, toy_model_quality
 from dlmpaper.core.objectives import DEFAULT_EPS
 from dlmpaper.core.trap import ToyLanguage
@@ -95,6 +97,7 @@ def train_toy_model(
     threads: int | None = 1,
     progress: bool = True,
     family: str = "masked",
+    exponents: Sequence[float] | None = None,
 ) -> tuple[torch.nn.Module, pd.DataFrame]:
     """Train a tiny masked diffusion LM on samples of ``lang`` (paper §2 objective, §4 trap;
     notebook 04_marginal_trap).
@@ -108,7 +111,10 @@ def train_toy_model(
     ``step, loss, lr`` (loss averaged over the last ``log_every`` steps); ``log.attrs`` holds the
     config, ``eval_loss`` (:func:`dlmpaper.lm.toymodels.evaluation_loss`) and ``entropy_per_token``. ``family``
     ``"autoregressive"`` / ``"continuous"`` trains that family on the same backbone and size
-    instead (:func:`dlmpaper.lm.toymodels.toy_loss`; notebook 02, property L2).
+    instead (:func:`dlmpaper.lm.toymodels.toy_loss`; notebook 02, property L2). ``exponents``
+    (one per position) trains the masked model under the per-position schedule of
+    :func:`dlmpaper.core.objectives.scheduled_corrupt` instead of the linear one (notebook 05,
+    section 3); ``log.attrs["exponents"]`` records them.
     """
     lang = toy_language(lang)
     families.check_family(family)
@@ -152,7 +158,7 @@ def train_toy_model(
             for group in opt.param_groups:
                 group["lr"] = rate
             ids = torch.from_numpy(lang.sample(batch_size, rng))
-            loss = toy_loss(model, ids, lang.mask_id, gen, eps, family)
+            loss = toy_loss(model, ids, lang.mask_id, gen, eps, family, exponents)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -175,6 +181,7 @@ def train_toy_model(
             config=asdict(cfg),
             eval_loss=evaluation_loss(model, lang, eps=eps, family=family),
             entropy_per_token=entropy_per_token(lang),
+            exponents=None if exponents is None else [float(w) for w in exponents],
         )
     finally:
         torch.set_num_threads(old_threads)
@@ -216,6 +223,7 @@ def save_toy_model(
             entropy_per_token=log.attrs.get("entropy_per_token"),
             parameters=int(sum(p.numel() for p in model.parameters())),
             quality=dict(quality or {}),
+            exponents=log.attrs.get("exponents"),
         )
         (directory / TRAINING_JSON).write_text(json.dumps(info, indent=1) + "\n")
         (directory / "README.md").write_text(toy_card(lang, info, rates))
@@ -245,6 +253,48 @@ def train_and_ship(
             flush=True,
         )
         quality.append(q)
+    return pd.DataFrame(quality)
+
+
+def train_and_ship_schedules(
+    schedules: Sequence[str],
+    langs=None,
+    root: Path | None = None,
+    seeds: Sequence[int] = (0, 1, 2),
+    progress: bool = True,
+    command: str = TOY_RETRAIN_COMMAND,
+) -> pd.DataFrame:
+    """Train a masked toy model per language, seed and masking schedule of
+    :data:`dlmpaper.analyses.schedules.SCHEDULES` (notebook 05, section 3) with the language's
+    :data:`RECIPES` entry (equal training compute: same steps, batch and model for every schedule),
+    and ship each to ``<root>/<schedule>/seed<seed>/<lang.name>`` (default ``data/schedule_models``).
+    Several seeds tell a schedule's effect from the spread of training itself."""
+    root = Path(root) if root is not None else paths.SCHEDULE_MODELS
+    quality = []
+    for schedule in schedules:
+        for seed in seeds:
+            for lang in toy_languages(langs):
+                exponents = schedule_exponents(lang, schedule)
+                t0 = time.time()
+                recipe = {**RECIPES.get(lang.name, {}), "seed": int(seed)}
+                model, log = train_toy_model(lang, progress=progress, exponents=exponents, **recipe)
+                seconds = time.time() - t0
+                q = toy_model_quality([lang], models={lang.name: model}).iloc[0].to_dict()
+                rates = toy_invalid_rates([lang], models={lang.name: model}, n_samples=2000)
+                save_toy_model(
+                    model,
+                    lang,
+                    root / schedule / f"seed{seed}" / lang.name,
+                    log=log,
+                    quality=q,
+                    rates=rates,
+                    command=command,
+                )
+                print(
+                    f"{lang.name} {schedule} seed {seed}: {seconds:.0f} s, eval loss {log.attrs['eval_loss']:.4f}",
+                    flush=True,
+                )
+                quality.append({"schedule": schedule, "seed": int(seed), **q})
     return pd.DataFrame(quality)
 
 
@@ -323,6 +373,13 @@ def main(argv: list[str] | None = None) -> int:
         choices=["autoregressive", "continuous"],
         help="with --train: train these families (notebook 02) into data/family_models instead",
     )
+    parser.add_argument(
+        "--schedules",
+        nargs="+",
+        default=None,
+        choices=list(SCHEDULES),
+        help="with --train: train masked models under these masking schedules (notebook 05) into data/schedule_models",
+    )
     args = parser.parse_args(argv)
     if not (args.train or args.quality):
         parser.error("nothing to do: pass --train (train and ship) or --quality (measure the shipped models)")
@@ -331,6 +388,12 @@ def main(argv: list[str] | None = None) -> int:
             command = " ".join(["python -m dlmpaper.train.toy"] + (argv if argv is not None else sys.argv[1:]))
             if args.families:
                 train_and_ship_families(args.families, args.languages, args.out, command=command)
+            elif args.schedules:
+                print(
+                    train_and_ship_schedules(args.schedules, args.languages, args.out, command=command).to_string(
+                        index=False
+                    )
+                )
             else:
                 print(train_and_ship(args.languages, args.out, command=command).to_string(index=False))
         if args.quality:
