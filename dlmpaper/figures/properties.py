@@ -1,7 +1,7 @@
 """Figures of notebook ``02_five_properties`` (paper §3): the property matrices and one figure per property.
 
 Every function takes the tidy tables of ``dlmpaper.analyses.properties`` and returns a matplotlib Figure
-for ``plotting.save_figure``; none computes a measurement.
+for ``dlmpaper.figures.style.save_figure``; none computes a measurement or loads a model.
 """
 
 from __future__ import annotations
