@@ -1,4 +1,4 @@
-"""The other two model families on the masked model's backbone: autoregressive and continuous.
+"""The other model families on the masked model's backbone: autoregressive, continuous, uniform.
 
 The paper (§2-3) sorts language models into continuous diffusion (Gaussian noise on embeddings),
 discrete diffusion (the masked model: ``dlmpaper.core.objectives``) and autoregressive models, the
@@ -19,6 +19,15 @@ mask and the sampler differ:
   with CDCD's score interpolation x0_hat = softmax(logits) @ E, and a final rounding to tokens
   (:func:`continuous_generate`). Simplifications, stated: uniform t (no time warping), no
   self-conditioning.
+* **uniform**: discrete diffusion with uniform substitution instead of masking, in the style of
+  D3PM-uniform (Austin et al. 2021, arXiv 2107.03006): x_t keeps each response token w.p.
+  a_t = 1 - t and otherwise draws it uniformly from the noise vocabulary (every id but the mask
+  and pad ids, :func:`uniform_noise_ids`); the plain MLM backbone predicts x_0 and is trained with
+  cross-entropy on x_0 at every response position (D3PM's auxiliary x_0 loss, :func:`uniform_loss`).
+  Sampling is D3PM's ancestral reverse process with the x_0-parameterisation (its eq. 4,
+  :func:`uniform_generate`), which may change a token it drew earlier. Simplifications, stated:
+  no time input (the backbone reads the noise level off x_t, as the masked model does), the x_0
+  loss alone (no variational-bound term).
 
 Checkpoints are folders with ``family.json`` (the family and, for the continuous model, its
 settings), the backbone's ``config.json``, ``model.safetensors`` and ``MANIFEST.sha256``
@@ -42,7 +51,7 @@ from dlmpaper.core.corruption import GaussianSchedule, round_to_tokens
 from dlmpaper.core.objectives import causal_attention_mask, left_padded_positions, masked_logits
 from dlmpaper.provenance import MANIFEST_NAME, ManifestError, verify_manifest
 
-FAMILIES: tuple[str, ...] = ("masked", "continuous", "autoregressive")
+FAMILIES: tuple[str, ...] = ("masked", "continuous", "autoregressive", "uniform")
 FAMILY_JSON = "family.json"
 BACKBONES = {
     "ModernBertForMaskedLM": (ModernBertConfig, ModernBertForMaskedLM),
@@ -252,12 +261,123 @@ def continuous_generate(
     return ContinuousTrace(tokens=toks[-1], step_tokens=torch.stack(toks), step_snap_distance=torch.stack(dists))
 
 
+# --------------------------------------------------------------------------- uniform substitution
+
+
+def uniform_noise_ids(vocab_size: int, exclude: tuple[int, ...] | list[int] = ()) -> torch.Tensor:
+    """The ids uniform substitution draws from: ``0 .. vocab_size - 1`` without ``exclude`` (the
+    mask and pad ids: the uniform family never sees a mask)."""
+    keep = torch.ones(vocab_size, dtype=torch.bool)
+    keep[[i for i in exclude if 0 <= i < vocab_size]] = False
+    if not keep.any():
+        raise ValueError(f"no noise ids left: every id of a vocabulary of {vocab_size} is excluded")
+    return keep.nonzero()[:, 0]
+
+
+def uniform_corrupt(
+    ids: torch.Tensor, noisy_mask: torch.Tensor, t: torch.Tensor, noise_ids: torch.Tensor, generator=None
+) -> torch.Tensor:
+    """x_t: each ``noisy_mask`` token kept w.p. 1 - t (t per row) and otherwise replaced by a
+    uniform draw from ``noise_ids`` (possibly itself); the other tokens stay (D3PM-uniform forward)."""
+    u = torch.rand(ids.shape, generator=generator, device=ids.device)
+    draw = noise_ids.to(ids.device)[torch.randint(noise_ids.numel(), ids.shape, generator=generator, device=ids.device)]
+    return torch.where(noisy_mask.bool() & (u < t[:, None]), draw, ids)
+
+
+def uniform_loss(
+    model, input_ids, attention_mask, position_ids, response_mask, noise_ids: torch.Tensor, generator=None
+) -> torch.Tensor:
+    """Cross-entropy of x_0 at every response position from x_t (:func:`uniform_corrupt`), t ~ U(0, 1)
+    per row stratified over the batch (t_b = (b + u_b) / B); the prompt stays clean."""
+    B = input_ids.shape[0]
+    t = ((torch.arange(B, dtype=torch.float32) + torch.rand(B, generator=generator)) / B).to(input_ids.device)
+    resp = response_mask.bool()
+    noisy = uniform_corrupt(input_ids, resp, t, noise_ids, generator)
+    logits = masked_logits(model, noisy, attention_mask, position_ids, resp)
+    return F.cross_entropy(logits.float(), input_ids[resp])
+
+
+def uniform_reverse_terms(
+    x0_probs: torch.Tensor, x_t: torch.Tensor, a_t: float, a_s: float, noise: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """D3PM's reverse step p(x_s | x_t) for uniform substitution with the x_0-parameterisation
+    (arXiv 2107.03006, eq. 4), split into its two terms. The step distribution is proportional to
+    ``k_v (a_s pi_v + (1 - a_s) u_v)`` with ``k_v = a_ts [v = x_t] + (1 - a_ts) u_v`` (q(x_t | x_s),
+    a_ts = a_t / a_s), ``pi`` the model's x_0 distribution restricted to the noise ids and ``u`` the
+    uniform distribution on them (``noise``: a boolean (V,) mask).
+
+    Returns ``(model_term, noise_term, model_share)``: the normalised distributions of the
+    ``k a_s pi`` and ``k (1 - a_s) u`` terms (..., V) and the weight of the first, so that
+    ``p = model_share * model_term + (1 - model_share) * noise_term``. A value drawn from the
+    model term is one the model proposed; one from the noise term is still noise."""
+    u = noise.to(x0_probs.dtype) / noise.sum()
+    pi = x0_probs * noise
+    pi = pi / pi.sum(-1, keepdim=True).clamp_min(1e-30)
+    a_ts = a_t / a_s
+    keep = a_ts * F.one_hot(x_t, u.numel()).to(x0_probs.dtype) + (1 - a_ts) * u
+    model_term, noise_term = keep * (a_s * pi), keep * ((1 - a_s) * u)
+    m, n = model_term.sum(-1), noise_term.sum(-1)
+    share = m / (m + n)
+    return model_term / m.clamp_min(1e-30)[..., None], noise_term / n.clamp_min(1e-30)[..., None], share
+
+
+@dataclass
+class UniformTrace:
+    """One run of the uniform sampler: ``tokens`` (B, L) the final sequence; ``step_tokens`` (S, B, L)
+    the state after each pass; ``step_decided`` (S, B, L) True where the position's current value was
+    drawn from the model's term at some pass (and kept since), False where it is still noise."""
+
+    tokens: torch.Tensor
+    step_tokens: torch.Tensor
+    step_decided: torch.Tensor
+
+
+@torch.no_grad()
+def uniform_generate(
+    model,
+    clean_ids: torch.Tensor,
+    noisy_mask: torch.Tensor,
+    attention_mask: torch.Tensor,
+    position_ids: torch.Tensor,
+    steps: int,
+    noise_ids: torch.Tensor,
+    generator: torch.Generator | None = None,
+) -> UniformTrace:
+    """Ancestral D3PM-uniform sampling from x_1 ~ uniform noise at the ``noisy_mask`` positions
+    (the others held at ``clean_ids``), ``steps`` forward passes on t = 1, 1 - 1/S, ..., 0 with
+    a_t = 1 - t (:func:`uniform_reverse_terms`, temperature 1). Each pass draws, per position, the
+    term (model or noise) and then the value within it, which samples the step distribution exactly
+    and makes ``step_decided`` exact. At the last pass (a_s = 1) every value comes from the model.
+    A position may change value at any pass (a revision), unlike the masked sampler's."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    noise = torch.zeros(model.config.vocab_size, dtype=torch.bool)
+    noise[noise_ids] = True
+    noisy = noisy_mask.bool()
+    draw = noise_ids[torch.randint(noise_ids.numel(), clean_ids.shape, generator=generator)]
+    x, decided = torch.where(noisy, draw, clean_ids), ~noisy
+    toks, flags = [], []
+    for i in range(steps):
+        a_t, a_s = i / steps, (i + 1) / steps
+        old = x[noisy]
+        x0_probs = torch.softmax(masked_logits(model, x, attention_mask, position_ids, noisy).float(), -1)
+        model_term, noise_term, share = uniform_reverse_terms(x0_probs, old, a_t, a_s, noise)
+        use_model = torch.rand(share.shape, generator=generator) < share
+        value = torch.multinomial(torch.where(use_model[:, None], model_term, noise_term), 1, generator=generator)[:, 0]
+        x, decided = x.clone(), decided.clone()
+        decided[noisy] = torch.where(value == old, decided[noisy] | use_model, use_model)
+        x[noisy] = value
+        toks.append(x)
+        flags.append(decided)
+    return UniformTrace(tokens=toks[-1], step_tokens=torch.stack(toks), step_decided=torch.stack(flags))
+
+
 # --------------------------------------------------------------------------- checkpoints
 
 
 def save_family_model(model, directory: Path, family: str, extra: dict | None = None) -> Path:
     """Write ``family.json``, the backbone ``config.json`` and ``model.safetensors`` into
-    ``directory`` (a masked or autoregressive model is a plain transformers MLM)."""
+    ``directory`` (a masked, autoregressive or uniform model is a plain transformers MLM)."""
     check_family(family)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

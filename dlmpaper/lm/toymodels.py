@@ -166,6 +166,12 @@ def toy_logits(model, ids: np.ndarray | torch.Tensor, chunk: int = 4096) -> torc
 # --------------------------------------------------------------------------- objective
 
 
+def toy_noise_ids(model) -> torch.Tensor:
+    """The uniform family's noise vocabulary on a toy model: the language's tokens, without the
+    mask and pad ids that :func:`toy_model_config` appends."""
+    return families.uniform_noise_ids(model.config.vocab_size, (model.config.mask_token_id, model.config.pad_token_id))
+
+
 def toy_loss(
     model,
     ids: torch.Tensor,
@@ -180,7 +186,8 @@ def toy_loss(
     variance); with ``exponents`` the per-position schedule of
     :func:`dlmpaper.core.objectives.scheduled_corrupt` and its ELBO weights instead (notebook 05,
     section 3). Autoregressive: next-token CE after a start token (the mask id). Continuous:
-    ``families.continuous_loss``."""
+    ``families.continuous_loss``. Uniform: ``families.uniform_loss`` with noise over the language's
+    tokens (:func:`toy_noise_ids`)."""
     if exponents is not None and family != "masked":
         raise ValueError(f"a masking schedule only applies to the masked family, not {family!r}")
     B, L = ids.shape
@@ -192,6 +199,10 @@ def toy_loss(
     if family == "continuous":
         return families.continuous_loss(
             model, ids, torch.ones_like(ids), torch.arange(L)[None].expand(B, -1), resp, generator
+        )
+    if family == "uniform":
+        return families.uniform_loss(
+            model, ids, torch.ones_like(ids), torch.arange(L)[None].expand(B, -1), resp, toy_noise_ids(model), generator
         )
     t = (torch.arange(B, dtype=torch.float32) + torch.rand(B, generator=generator)) / B
     if exponents is not None:

@@ -157,6 +157,13 @@ FAMILY_TEXT = {
         "with score interpolation",
         "x_0 cross-entropy (nats)",
     ),
+    "uniform": (
+        "A **uniform-substitution discrete diffusion** LM in the style of D3PM-uniform (arXiv 2107.03006): "
+        "each response token is kept with probability 1 - t and otherwise replaced by a uniformly drawn "
+        "token, the bidirectional backbone predicts x_0 and is trained with cross-entropy on x_0; "
+        "ancestral D3PM sampling, which can revise tokens",
+        "x_0 cross-entropy (nats)",
+    ),
 }
 
 
@@ -172,7 +179,7 @@ def write_family_card(run_dir: Path, model_dir: Path, command: str, numbers: dic
     rows = [("held-out measure", "value")] + [(k.replace("_", " "), f"{v:.3f}") for k, v in sorted(numbers.items())]
     text = f"""# dlmpaper {family} model (WordNet corpus)
 
-{what}. It is one of the three families of notebook `02_five_properties` (the masked one is the
+{what}. It is one of the four families of notebook `02_five_properties` (the masked one is the
 embedded model), trained on the same WordNet corpus, with the same tokenizer (`data/embedded_model`)
 and the same backbone size. Load it with `dlmpaper.lm.families.load_family_model` on this folder.
 
@@ -297,12 +304,14 @@ def toy_card(lang: ToyLanguage, info: dict, rates: pd.DataFrame | None) -> str:
 
 
 def toy_family_card(lang: ToyLanguage, family: str, info: dict, command: str) -> str:
-    """The ``README.md`` of a shipped autoregressive / continuous toy model
+    """The ``README.md`` of a shipped autoregressive / continuous / uniform toy model
     (``dlmpaper.train.toy.ship_family_model``)."""
     what = {
         "autoregressive": "the same tiny BERT with a causal attention mask, next-token cross-entropy after a start token",
         "continuous": "a CDCD-style embedding diffusion LM on the same tiny BERT (16-dim normalised embeddings, cosine "
         "Gaussian schedule, cross-entropy on x_0; `dlmpaper.lm.families`)",
+        "uniform": "a D3PM-uniform discrete diffusion LM on the same tiny BERT (each token kept w.p. 1 - t, else "
+        "a uniform draw from the language's tokens; cross-entropy on x_0; `dlmpaper.lm.families`)",
     }[family]
     floor = (
         f" (floor for this loss: entropy per token {info['entropy_per_token']:.4f})"

@@ -7,8 +7,8 @@
         --response-length 160 --steps 30000      # the general corpus (data/general_corpus)
 
 The objective is LLaDA's SFT loss (``dlmpaper.core.objectives``) on the WordNet instruction corpus
-(``dlmpaper.corpora.wordnet``). ``--family autoregressive`` / ``--family continuous`` train the other two
-families of notebook 02 on the same corpus, tokenizer and backbone (``dlmpaper.lm.families``):
+(``dlmpaper.corpora.wordnet``). ``--family autoregressive`` / ``continuous`` / ``uniform`` train the
+other families of notebook 02 on the same corpus, tokenizer and backbone (``dlmpaper.lm.families``):
 
     python -m dlmpaper.train --family autoregressive --out runs/wordnet-autoregressive --export data/family_models/wordnet-autoregressive
  Training is resumable: a checkpoint holds the model
@@ -297,11 +297,12 @@ def evaluate(
 
 @torch.no_grad()
 def evaluate_family(model, tokenizer, heldout: list[dict], cfg: TrainConfig, batch_size: int = 32) -> dict:
-    """Held-out numbers of an autoregressive or continuous run (the families' training cards):
+    """Held-out numbers of an autoregressive, continuous or uniform run (the families' training cards):
 
     - autoregressive: teacher-forced next-token cross-entropy on the response region (nats/token);
-    - continuous: cross-entropy of x_0 from z_t at t = 0.25 / 0.5 / 0.75 (fixed noise, seeded), and
-      the share of response tokens whose argmax is right at each t.
+    - continuous / uniform: cross-entropy of x_0 from z_t (Gaussian) or x_t (uniform substitution) at
+      t = 0.25 / 0.5 / 0.75 (fixed noise, seeded), and the share of response tokens whose argmax is
+      right at each t.
     """
     model.eval()
     data = encode_pairs(tokenizer, heldout[: cfg.eval_pairs], cfg.response_length)
@@ -318,8 +319,14 @@ def evaluate_family(model, tokenizer, heldout: list[dict], cfg: TrainConfig, bat
             else:
                 gen = torch.Generator().manual_seed(1000 + start)
                 t = torch.full((len(idx),), level)
-                z = model.noisy(ids, resp, t, gen)
-                logits = model(z, t, ~resp.bool(), attn, pos, select=resp.bool())
+                if cfg.family == "uniform":
+                    mask_id = tokenizer.convert_tokens_to_ids(embedded.MASK)
+                    noise_ids = families.uniform_noise_ids(len(tokenizer), (mask_id,))
+                    noisy = families.uniform_corrupt(ids, resp, t, noise_ids, gen)
+                    logits = masked_logits(model, noisy, attn, pos, resp.bool())
+                else:
+                    z = model.noisy(ids, resp, t, gen)
+                    logits = model(z, t, ~resp.bool(), attn, pos, select=resp.bool())
                 targets = ids[resp.bool()]
             total += F.cross_entropy(logits.float(), targets, reduction="sum").item()
             right += int((logits.argmax(-1) == targets).sum())
@@ -373,6 +380,7 @@ class Run:
             _save_tokenizer(self.tokenizer, tok_dir)
         self.data = encode_pairs(self.tokenizer, train_rows, cfg.response_length)
         self.mask_id = self.tokenizer.convert_tokens_to_ids(embedded.MASK)
+        self.noise_ids = families.uniform_noise_ids(len(self.tokenizer), (self.mask_id,))
         self.unigram = unigram_table(self.tokenizer, self.data, cfg)
         if self.checkpoint is None:
             torch.manual_seed(cfg.seed)
@@ -477,6 +485,8 @@ class Run:
             return families.ar_loss(self.model, ids, attn, positions, resp)
         if family == "continuous":
             return families.continuous_loss(self.model, ids, attn, positions, resp, gen)
+        if family == "uniform":
+            return families.uniform_loss(self.model, ids, attn, positions, resp, self.noise_ids, gen)
         logits = masked_logits(self.model, batch.noisy_ids, attn, positions, batch.masked)
         return sft_loss(logits, batch, ids, resp)
 

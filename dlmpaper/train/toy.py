@@ -110,7 +110,7 @@ def train_toy_model(
     (restored afterwards). Returns ``(model in eval mode, log)`` where ``log`` has columns
     ``step, loss, lr`` (loss averaged over the last ``log_every`` steps); ``log.attrs`` holds the
     config, ``eval_loss`` (:func:`dlmpaper.lm.toymodels.evaluation_loss`) and ``entropy_per_token``. ``family``
-    ``"autoregressive"`` / ``"continuous"`` trains that family on the same backbone and size
+    ``"autoregressive"`` / ``"continuous"`` / ``"uniform"`` trains that family on the same backbone and size
     instead (:func:`dlmpaper.lm.toymodels.toy_loss`; notebook 02, property L2). ``exponents``
     (one per position) trains the masked model under the per-position schedule of
     :func:`dlmpaper.core.objectives.scheduled_corrupt` instead of the linear one (notebook 05,
@@ -298,8 +298,12 @@ def train_and_ship_schedules(
     return pd.DataFrame(quality)
 
 
-#: Recipes of the autoregressive and continuous toy models (overrides of :class:`ToyTrainConfig`).
-FAMILY_RECIPES: dict[str, dict] = {"autoregressive": dict(steps=1500), "continuous": dict(steps=3000)}
+#: Recipes of the autoregressive, continuous and uniform toy models (overrides of :class:`ToyTrainConfig`).
+FAMILY_RECIPES: dict[str, dict] = {
+    "autoregressive": dict(steps=1500),
+    "continuous": dict(steps=3000),
+    "uniform": dict(steps=3000),
+}
 #: Per (family, language) overrides: the continuous model needs far longer on brackets (at 3,000
 #: steps it still produced 50% invalid sequences with 32 DDIM steps, at 8,000 16%).
 FAMILY_RECIPE_OVERRIDES: dict[tuple[str, str], dict] = {("continuous", "brackets8"): dict(steps=12000)}
@@ -370,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         "--families",
         nargs="+",
         default=None,
-        choices=["autoregressive", "continuous"],
+        choices=["autoregressive", "continuous", "uniform"],
         help="with --train: train these families (notebook 02) into data/family_models instead",
     )
     parser.add_argument(
