@@ -22,12 +22,13 @@ mask and the sampler differ:
 * **uniform**: discrete diffusion with uniform substitution instead of masking, in the style of
   D3PM-uniform (Austin et al. 2021, arXiv 2107.03006): x_t keeps each response token w.p.
   a_t = 1 - t and otherwise draws it uniformly from the noise vocabulary (every id but the mask
-  and pad ids, :func:`uniform_noise_ids`); the plain MLM backbone predicts x_0 and is trained with
-  cross-entropy on x_0 at every response position (D3PM's auxiliary x_0 loss, :func:`uniform_loss`).
-  Sampling is D3PM's ancestral reverse process with the x_0-parameterisation (its eq. 4,
-  :func:`uniform_generate`), which may change a token it drew earlier. Simplifications, stated:
-  no time input (the backbone reads the noise level off x_t, as the masked model does), the x_0
-  loss alone (no variational-bound term).
+  and pad ids, :func:`uniform_noise_ids`); :class:`UniformDiffusionLM` (the backbone plus a
+  noise-level embedding: unlike masking, uniform noise does not show which tokens are corrupted,
+  so p(x_0 | x_t) depends on t) predicts x_0 and is trained with cross-entropy on x_0 at every
+  response position (D3PM's auxiliary x_0 loss, :func:`uniform_loss`). Sampling is ancestral:
+  the exact per-token reverse step given the model's x_0 distribution (:func:`uniform_generate`),
+  which may change a token it drew earlier. Simplification, stated: the x_0 loss alone (no
+  variational-bound term).
 
 Checkpoints are folders with ``family.json`` (the family and, for the continuous model, its
 settings), the backbone's ``config.json``, ``model.safetensors`` and ``MANIFEST.sha256``
@@ -284,8 +285,38 @@ def uniform_corrupt(
     return torch.where(noisy_mask.bool() & (u < t[:, None]), draw, ids)
 
 
+class UniformDiffusionLM(torch.nn.Module):
+    """A uniform-substitution diffusion LM: a transformers MLM backbone that reads token ids plus a
+    noise-level embedding (``time_mlp`` of sinusoidal features of t, added to every token
+    embedding through ``inputs_embeds``) and returns x_0 logits."""
+
+    family = "uniform"
+
+    def __init__(self, backbone, time_dim: int = 64):
+        super().__init__()
+        hidden = backbone.config.hidden_size
+        self.backbone, self.config, self.time_dim = backbone, backbone.config, time_dim
+        self.time_mlp = torch.nn.Sequential(
+            torch.nn.Linear(time_dim, hidden), torch.nn.SiLU(), torch.nn.Linear(hidden, hidden)
+        )
+
+    def settings(self) -> dict:
+        return {"family": self.family, "time_dim": self.time_dim, "backbone_class": type(self.backbone).__name__}
+
+    def forward(self, ids, t, attention_mask, position_ids, select=None) -> torch.Tensor:
+        """Logits of x_0 from x_t = ``ids`` at noise level ``t`` (B,): (N, V) at ``select`` or (B, L, V)."""
+        h = self.backbone.get_input_embeddings()(ids) + self.time_mlp(_timestep_features(t, self.time_dim))[:, None]
+        return masked_logits(self.backbone, None, attention_mask, position_ids, select, inputs_embeds=h)
+
+
 def uniform_loss(
-    model, input_ids, attention_mask, position_ids, response_mask, noise_ids: torch.Tensor, generator=None
+    model: UniformDiffusionLM,
+    input_ids,
+    attention_mask,
+    position_ids,
+    response_mask,
+    noise_ids: torch.Tensor,
+    generator=None,
 ) -> torch.Tensor:
     """Cross-entropy of x_0 at every response position from x_t (:func:`uniform_corrupt`), t ~ U(0, 1)
     per row stratified over the batch (t_b = (b + u_b) / B); the prompt stays clean."""
@@ -293,29 +324,38 @@ def uniform_loss(
     t = ((torch.arange(B, dtype=torch.float32) + torch.rand(B, generator=generator)) / B).to(input_ids.device)
     resp = response_mask.bool()
     noisy = uniform_corrupt(input_ids, resp, t, noise_ids, generator)
-    logits = masked_logits(model, noisy, attention_mask, position_ids, resp)
+    logits = model(noisy, t, attention_mask, position_ids, select=resp)
     return F.cross_entropy(logits.float(), input_ids[resp])
 
 
 def uniform_reverse_terms(
     x0_probs: torch.Tensor, x_t: torch.Tensor, a_t: float, a_s: float, noise: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """D3PM's reverse step p(x_s | x_t) for uniform substitution with the x_0-parameterisation
-    (arXiv 2107.03006, eq. 4), split into its two terms. The step distribution is proportional to
-    ``k_v (a_s pi_v + (1 - a_s) u_v)`` with ``k_v = a_ts [v = x_t] + (1 - a_ts) u_v`` (q(x_t | x_s),
-    a_ts = a_t / a_s), ``pi`` the model's x_0 distribution restricted to the noise ids and ``u`` the
-    uniform distribution on them (``noise``: a boolean (V,) mask).
+    """One reverse step s < t of uniform substitution, per token: p(x_s | x_t) = sum over x_0 of
+    p(x_0 | x_t) q(x_s | x_t, x_0), with the forward posterior q(x_s | x_t, x_0) = q(x_t | x_s)
+    q(x_s | x_0) / q(x_t | x_0) of D3PM (arXiv 2107.03006, eq. 3) and the model's x_0 distribution
+    ``x0_probs`` (restricted to the noise ids, a boolean (V,) mask ``noise``; u is uniform on them).
 
-    Returns ``(model_term, noise_term, model_share)``: the normalised distributions of the
-    ``k a_s pi`` and ``k (1 - a_s) u`` terms (..., V) and the weight of the first, so that
+    With ``k_v = a_ts [v = x_t] + (1 - a_ts) u_v`` (q(x_t | x_s = v), a_ts = a_t / a_s) and
+    ``pi'_w = pi_w / q(x_t | x_0 = w)`` the step distribution is proportional to
+    ``k_v (a_s pi'_v + (1 - a_s) u_v sum_w pi'_w)``. (Plugging the model's x_0 distribution into
+    ``q(x_t | x_s) q(x_s | x_0)`` without the division, as D3PM's eq. 4 reads when x_0 is the
+    posterior, counts the evidence x_0 = x_t twice: even an exact denoiser then keeps noise tokens
+    too often; a unit test shows both.)
+
+    Returns ``(model_term, noise_term, model_share)``: the normalised distributions of the two
+    terms (..., V) and the weight of the first, so that
     ``p = model_share * model_term + (1 - model_share) * noise_term``. A value drawn from the
     model term is one the model proposed; one from the noise term is still noise."""
     u = noise.to(x0_probs.dtype) / noise.sum()
     pi = x0_probs * noise
     pi = pi / pi.sum(-1, keepdim=True).clamp_min(1e-30)
+    at_x_t = F.one_hot(x_t, u.numel()).to(x0_probs.dtype)
+    pi = pi / (a_t * at_x_t + (1 - a_t) * u[x_t][..., None])  # pi' = pi / q(x_t | x_0)
     a_ts = a_t / a_s
-    keep = a_ts * F.one_hot(x_t, u.numel()).to(x0_probs.dtype) + (1 - a_ts) * u
-    model_term, noise_term = keep * (a_s * pi), keep * ((1 - a_s) * u)
+    keep = a_ts * at_x_t + (1 - a_ts) * u
+    model_term = keep * (a_s * pi)
+    noise_term = keep * ((1 - a_s) * u) * pi.sum(-1, keepdim=True)
     m, n = model_term.sum(-1), noise_term.sum(-1)
     share = m / (m + n)
     return model_term / m.clamp_min(1e-30)[..., None], noise_term / n.clamp_min(1e-30)[..., None], share
@@ -334,7 +374,7 @@ class UniformTrace:
 
 @torch.no_grad()
 def uniform_generate(
-    model,
+    model: UniformDiffusionLM,
     clean_ids: torch.Tensor,
     noisy_mask: torch.Tensor,
     attention_mask: torch.Tensor,
@@ -360,7 +400,8 @@ def uniform_generate(
     for i in range(steps):
         a_t, a_s = i / steps, (i + 1) / steps
         old = x[noisy]
-        x0_probs = torch.softmax(masked_logits(model, x, attention_mask, position_ids, noisy).float(), -1)
+        t = torch.full((x.shape[0],), 1.0 - a_t)
+        x0_probs = torch.softmax(model(x, t, attention_mask, position_ids, select=noisy).float(), -1)
         model_term, noise_term, share = uniform_reverse_terms(x0_probs, old, a_t, a_s, noise)
         use_model = torch.rand(share.shape, generator=generator) < share
         value = torch.multinomial(torch.where(use_model[:, None], model_term, noise_term), 1, generator=generator)[:, 0]
@@ -377,11 +418,11 @@ def uniform_generate(
 
 def save_family_model(model, directory: Path, family: str, extra: dict | None = None) -> Path:
     """Write ``family.json``, the backbone ``config.json`` and ``model.safetensors`` into
-    ``directory`` (a masked, autoregressive or uniform model is a plain transformers MLM)."""
+    ``directory`` (a masked or autoregressive model is a plain transformers MLM)."""
     check_family(family)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    if isinstance(model, EmbeddingDiffusionLM):
+    if isinstance(model, (EmbeddingDiffusionLM, UniformDiffusionLM)):
         model.config.save_pretrained(directory)
         save_safetensors_model(model, str(directory / "model.safetensors"))
         info = model.settings()
@@ -411,10 +452,13 @@ def load_family_model(
     info = json.loads((directory / FAMILY_JSON).read_text())
     family = check_family(info.get("family", ""))
     config_cls, model_cls = BACKBONES[info["backbone_class"]]
-    if family == "continuous":
+    if family in ("continuous", "uniform"):
         config = config_cls.from_pretrained(directory)
         with torch.random.fork_rng(devices=[]):
-            model = EmbeddingDiffusionLM(model_cls(config), info["embed_dim"], info["schedule"], info["time_dim"])
+            if family == "continuous":
+                model = EmbeddingDiffusionLM(model_cls(config), info["embed_dim"], info["schedule"], info["time_dim"])
+            else:
+                model = UniformDiffusionLM(model_cls(config), info["time_dim"])
         try:
             load_safetensors_model(model, str(directory / "model.safetensors"))
         except Exception as exc:  # safetensors raises several types for a damaged file

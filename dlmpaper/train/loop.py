@@ -323,7 +323,7 @@ def evaluate_family(model, tokenizer, heldout: list[dict], cfg: TrainConfig, bat
                     mask_id = tokenizer.convert_tokens_to_ids(embedded.MASK)
                     noise_ids = families.uniform_noise_ids(len(tokenizer), (mask_id,))
                     noisy = families.uniform_corrupt(ids, resp, t, noise_ids, gen)
-                    logits = masked_logits(model, noisy, attn, pos, resp.bool())
+                    logits = model(noisy, t, attn, pos, select=resp.bool())
                 else:
                     z = model.noisy(ids, resp, t, gen)
                     logits = model(z, t, ~resp.bool(), attn, pos, select=resp.bool())
@@ -390,6 +390,8 @@ class Run:
             )
             if cfg.family == "continuous":
                 self.model = families.EmbeddingDiffusionLM(self.model)
+            elif cfg.family == "uniform":
+                self.model = families.UniformDiffusionLM(self.model)
         else:
             self.model = self._resume(self._load_model, saved)
         self.model.to(self.device).train()

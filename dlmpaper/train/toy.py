@@ -143,6 +143,8 @@ def train_toy_model(
             model = BertForMaskedLM(toy_model_config(lang, hidden, layers, heads, positions))
             if family == "continuous":
                 model = families.EmbeddingDiffusionLM(model, embed_dim=16)
+            elif family == "uniform":
+                model = families.UniformDiffusionLM(model, time_dim=16)
         model.train()
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, betas=(0.9, 0.98))
         rng = np.random.default_rng(seed)
