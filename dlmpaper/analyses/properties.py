@@ -2,10 +2,13 @@
 
 The paper judges the families qualitatively: D1 smooth corruption, D2 tractable intermediate
 states, D3 iterative refinement, L1 discreteness, L2 structural dependency. Each function
-below turns one property into a number that our models (masked = the embedded model,
-autoregressive and continuous = ``dlmpaper.lm.families``) produce, and :func:`measured_matrix`
-reads those numbers back into the paper's yes / partial / no with thresholds stated in its
-docstring. Notebook ``02_five_properties``; figures by ``dlmpaper.figures.properties``.
+below turns one property into a number that our four models produce (masked = the embedded
+model; uniform-substitution, continuous and autoregressive = ``dlmpaper.lm.families``, same
+corpus, tokenizer and backbone size), and :func:`property_matrix` reads those numbers back into
+the paper's yes / partial / no with the default rules of :data:`RULE_GRID`, marking the cells
+that hold by construction (:data:`BY_CONSTRUCTION`); :func:`sensitivity_table` applies every
+other rule of the grid and counts the verdicts that flip. Notebook ``02_five_properties``;
+figures by ``dlmpaper.figures.properties``.
 
 Every function returns a tidy DataFrame and is deterministic given its ``seed``.
 """
@@ -24,10 +27,12 @@ from dlmpaper import paths
 from dlmpaper.core import corruption
 from dlmpaper.core.corruption import information_retained as information_retained  # re-exported for notebook 02
 from dlmpaper.core.objectives import left_padded_positions
+from dlmpaper.core.stats import bootstrap_mean, bootstrap_statistic
 from dlmpaper.core.trap import ToyLanguage, invalid_rate_by_tokens_per_step, wilson
 from dlmpaper.corpora.wordnet import load_split as load_split  # re-exported for notebook 02
 from dlmpaper.lm import families
 from dlmpaper.lm.protocol import MaskedDiffusionLM
+from dlmpaper.lm.toymodels import toy_noise_ids
 
 # --------------------------------------------------------------------------------------- D1
 
@@ -49,6 +54,23 @@ def gold_posterior_gaussian(
     return torch.softmax(logits, dim=-1).gather(1, gold[:, None])[:, 0]
 
 
+def gold_posterior_uniform(x_t: torch.Tensor, gold: torch.Tensor, keep: float, n_noise: int) -> torch.Tensor:
+    """P(x_0 = gold | x_t) for uniform substitution under a uniform prior over the ``n_noise`` ids it
+    draws from (D1): q(x_t | v) = keep [x_t = v] + (1 - keep) / N sums to 1 over v, so the posterior
+    is ``keep + (1 - keep) / N`` while the token is itself and ``(1 - keep) / N`` once it was replaced."""
+    return torch.where(x_t == gold, keep + (1 - keep) / n_noise, (1 - keep) / n_noise)
+
+
+#: log-SNR of each process at t: Gaussian log(abar / (1 - abar)); masking and uniform substitution
+#: log(a / (1 - a)) with a = 1 - t the probability that a token is still itself (MDLM's alpha_t).
+def log_snr(process: str, t: np.ndarray, schedule: str = "cosine") -> np.ndarray:
+    """log-SNR at noise levels ``t`` (D1's second axis); +inf at t = 0, -inf at t = 1."""
+    t = np.asarray(t, dtype=np.float64)
+    a = corruption.GaussianSchedule(schedule).alpha_bar(torch.as_tensor(t)).numpy() if process == "gaussian" else 1 - t
+    with np.errstate(divide="ignore"):
+        return np.log(a) - np.log1p(-a)
+
+
 def d1_single_token_paths(
     embedding: torch.Tensor,
     *,
@@ -60,14 +82,19 @@ def d1_single_token_paths(
     """How abruptly one token's information disappears along the forward chain (D1, notebook 02).
 
     For ``n_tokens`` tokens drawn uniformly from the vocabulary of ``embedding`` (V, d: the
-    diffusion space as the model sees it, e.g. ``EmbeddingDiffusionLM.diffusion_embeddings()``), run each
-    forward chain for ``n_steps`` steps (``corruption.mask_chain`` / ``gaussian_chain``) and track
-    the Bayes posterior of the gold token given the token's own state x_t (uniform prior):
-    mask: 1 while visible, 1 / V once masked; Gaussian: :func:`gold_posterior_gaussian`.
-    Returns one row per (process, token): ``max_drop`` (largest fall of the posterior in one
-    step: 1 - 1/V for mask, smaller for a smooth process), ``width`` (length of the t axis over
-    which the posterior falls from 0.9 to 0.1: one step, 1/n, for a jump) and ``fall_steps``
-    (that width in chain steps).
+    diffusion space as the model sees it, e.g. ``EmbeddingDiffusionLM.diffusion_embeddings()``), run
+    each forward chain for ``n_steps`` steps (``corruption.mask_chain`` / ``uniform_chain`` /
+    ``gaussian_chain``) and track the Bayes posterior of the gold token given the token's own state
+    x_t (uniform prior): mask: 1 while visible, 1 / V once masked; uniform:
+    :func:`gold_posterior_uniform`; Gaussian: :func:`gold_posterior_gaussian`.
+
+    One row per (process, token): ``max_drop`` (largest fall of the posterior in one step),
+    ``jump`` (``max_drop`` > 0.5: half the information lost in one step), ``width`` (length of the
+    t axis over which the posterior falls from 0.9 to 0.1, :func:`fall_span`; one step, 1/n, for a
+    jump), ``width_logsnr`` (the same fall in units of log-SNR, :func:`log_snr`, on t clipped to
+    [1/(2n), 1 - 1/(2n)] so that a fall at either end stays finite) and ``fall_steps`` (``width``
+    in chain steps). ``width`` and ``width_logsnr`` do not depend on n for a gradual fall and shrink
+    as 1/n for a jump: :func:`d1_width_summary` over :func:`d1_paths_by_resolution` shows which.
     """
     E = embedding.float()
     V = E.shape[0]
@@ -76,41 +103,90 @@ def d1_single_token_paths(
     sched = corruption.GaussianSchedule(schedule)
     ts = torch.linspace(0, 1, n_steps + 1)
     mask_states = corruption.mask_chain(gold, n_steps, V, gen)
+    uniform_states = corruption.uniform_chain(gold, n_steps, V, gen)
     gauss_states = corruption.gaussian_chain(gold, n_steps, E, gen, sched)
-    paths = {
+    posteriors = {
         "mask": torch.stack([torch.where(s == V, 1.0 / V, 1.0) for s in mask_states]),
+        "uniform": torch.stack(
+            [gold_posterior_uniform(s, gold, 1.0 - float(t), V) for s, t in zip(uniform_states, ts)]
+        ).float(),
         "gaussian": torch.stack(
             [gold_posterior_gaussian(z, gold, E, float(sched.alpha_bar(float(t)))) for z, t in zip(gauss_states, ts)]
         ),
     }
+    t_np = ts.numpy().astype(np.float64)
+    clipped = np.clip(t_np, 0.5 / n_steps, 1 - 0.5 / n_steps)
     rows = []
-    for process, post in paths.items():  # post: (n_steps + 1, n_tokens)
+    for process, post in posteriors.items():  # post: (n_steps + 1, n_tokens)
         drops = (post[:-1] - post[1:]).max(dim=0).values
+        lam = log_snr(process, clipped, schedule)
         for i in range(n_tokens):
-            width = transition_width(post[:, i].numpy(), ts.numpy())
+            span = fall_span(post[:, i].numpy())
+            width = float(t_np[span[1]] - t_np[span[0]]) if span else float("nan")
             rows.append(
                 {
                     "process": process,
+                    "n_steps": n_steps,
                     "token": int(gold[i]),
                     "max_drop": float(drops[i]),
+                    "jump": bool(drops[i] > 0.5),
                     "width": width,
-                    "fall_steps": round(width * n_steps),
+                    "width_logsnr": float(lam[span[0]] - lam[span[1]]) if span else float("nan"),
+                    "fall_steps": round(width * n_steps) if span else -1,
                 }
             )
     return pd.DataFrame(rows)
 
 
+def fall_span(posterior: np.ndarray, high: float = 0.9, low: float = 0.1) -> tuple[int, int] | None:
+    """Chain indices (start, end) of the posterior's fall: the last index where it is >= ``high`` and
+    the first index after it where it is <= ``low``; None if it never falls that far."""
+    above = np.flatnonzero(posterior >= high)
+    if above.size == 0:
+        return None
+    start = int(above[-1])
+    below = np.flatnonzero(posterior[start:] <= low)
+    return None if below.size == 0 else (start, start + int(below[0]))
+
+
 def transition_width(posterior: np.ndarray, t: np.ndarray, high: float = 0.9, low: float = 0.1) -> float:
     """Length of t between the last time the posterior is >= ``high`` and the first time after it
     that it is <= ``low`` (NaN if it never falls that far). A jump gives one step of t."""
-    above = np.flatnonzero(posterior >= high)
-    if above.size == 0:
-        return float("nan")
-    start = above[-1]
-    below = np.flatnonzero(posterior[start:] <= low)
-    if below.size == 0:
-        return float("nan")
-    return float(t[start + below[0]] - t[start])
+    span = fall_span(posterior, high, low)
+    return float("nan") if span is None else float(t[span[1]] - t[span[0]])
+
+
+def d1_paths_by_resolution(
+    embedding: torch.Tensor, resolutions: Sequence[int] = (10, 100, 1000), *, n_tokens: int = 128, seed: int = 0
+) -> pd.DataFrame:
+    """:func:`d1_single_token_paths` at every chain resolution n in ``resolutions`` (same tokens), one
+    table (notebook 02)."""
+    return pd.concat(
+        [d1_single_token_paths(embedding, n_tokens=n_tokens, n_steps=n, seed=seed) for n in resolutions],
+        ignore_index=True,
+    )
+
+
+def d1_width_summary(paths_df: pd.DataFrame, *, seed: int = 0, n_boot: int = 1000) -> pd.DataFrame:
+    """D1 per (process, n_steps) of :func:`d1_paths_by_resolution` (notebook 02): the median fall
+    width in t and in log-SNR with 95% bootstrap CIs over tokens (``width``, ``width_lo``,
+    ``width_hi``, ``logsnr``, ``logsnr_lo``, ``logsnr_hi``) and the share of tokens that lose half
+    their posterior in one step (``jump_share`` with its Wilson interval ``jump_lo``, ``jump_hi``).
+    A jump shows as a width that shrinks like 1/n and a jump share that stays at 1; a gradual fall
+    as a width that settles and a jump share that goes to 0 as n grows."""
+    rows = []
+    for (process, n), part in paths_df.groupby(["process", "n_steps"], sort=False):
+        row = {"process": process, "n_steps": int(n), "n_tokens": len(part)}
+        for col, key in (("width", "width"), ("width_logsnr", "logsnr")):
+            values = part[col].dropna().to_numpy()[:, None]
+            row[key], row[f"{key}_lo"], row[f"{key}_hi"] = bootstrap_statistic(
+                values, lambda v: float(np.median(v)), n_boot=n_boot, seed=seed
+            )
+        jumps = int(part["jump"].sum())
+        row["jump_share"] = jumps / len(part)
+        row["jump_lo"], row["jump_hi"] = wilson(jumps, len(part))
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 @torch.no_grad()
@@ -161,27 +237,34 @@ def masked_gold_probability(
 
 
 @torch.no_grad()
-def continuous_gold_probability(
-    model: families.EmbeddingDiffusionLM,
-    ids: torch.Tensor,
-    attn: torch.Tensor,
-    resp: torch.Tensor,
-    body: torch.Tensor,
+def denoiser_gold_probability(
+    model: families.EmbeddingDiffusionLM | families.UniformDiffusionLM,
+    batch: HeldoutBatch,
     levels: Sequence[float],
     *,
     seed: int = 0,
+    noise_ids: torch.Tensor | None = None,
 ) -> pd.DataFrame:
-    """The continuous denoiser's gold-token probability at the answer-body positions from z_t,
-    for each t (D1, notebook 02): the same axis as the masked model's curve, read from x_0 logits.
-    ``body`` marks the answer tokens inside ``resp``. Columns ``t, gold_prob`` (one row per t: mean)."""
+    """A continuous or uniform denoiser's gold-token probability at the answer-body positions of
+    ``batch`` from x_t, for each t (D1, notebook 02): the same axis as the masked model's curve,
+    read from x_0 logits. Continuous: z_t = ``model.noisy``; uniform: ``families.uniform_corrupt``
+    with ``noise_ids``. Columns ``t, gold_prob, n`` (one row per t: the mean over positions)."""
     gen = torch.Generator().manual_seed(seed)
-    pos = left_padded_positions(attn)
+    pos = left_padded_positions(batch.attn)
+    body = batch.body.bool()
+    uniform = isinstance(model, families.UniformDiffusionLM)
+    if uniform and noise_ids is None:
+        raise ValueError("a uniform denoiser needs the noise_ids it was trained with")
     rows = []
     for t in levels:
-        tt = torch.full((ids.shape[0],), float(t))
-        z = model.noisy(ids, resp, tt, gen)
-        logits = model(z, tt, ~resp.bool(), attn, pos, select=body.bool()).float()
-        p = torch.softmax(logits, -1).gather(1, ids[body.bool()][:, None])[:, 0]
+        tt = torch.full((batch.ids.shape[0],), float(t))
+        if uniform:
+            noisy = families.uniform_corrupt(batch.ids, batch.resp, tt, noise_ids, gen)
+            logits = model(noisy, tt, batch.attn, pos, select=body).float()
+        else:
+            z = model.noisy(batch.ids, batch.resp, tt, gen)
+            logits = model(z, tt, ~batch.resp.bool(), batch.attn, pos, select=body).float()
+        p = torch.softmax(logits, -1).gather(1, batch.ids[body][:, None])[:, 0]
         rows.append({"t": float(t), "gold_prob": float(p.mean()), "n": int(p.numel())})
     return pd.DataFrame(rows)
 
@@ -331,11 +414,11 @@ def relative_rounding_error(distances: torch.Tensor, embedding: torch.Tensor) ->
 
 
 #: Where the WordNet autoregressive / continuous models are shipped.
-WORDNET_FAMILY_DIRS = {f: paths.FAMILY_MODELS / f"wordnet-{f}" for f in ("autoregressive", "continuous")}
+WORDNET_FAMILY_DIRS = {f: paths.FAMILY_MODELS / f"wordnet-{f}" for f in ("autoregressive", "continuous", "uniform")}
 
 
 def load_wordnet_families() -> dict:
-    """The shipped WordNet autoregressive and continuous models (manifest checked; notebook 02)."""
+    """The shipped WordNet autoregressive, continuous and uniform models (manifest checked; notebook 02)."""
     out = {}
     for family, directory in WORDNET_FAMILY_DIRS.items():
         fix = (
@@ -344,6 +427,12 @@ def load_wordnet_families() -> dict:
         )
         out[family] = families.load_family_model(directory, fix=fix)[1]
     return out
+
+
+def wordnet_noise_ids(masked_model: MaskedDiffusionLM) -> torch.Tensor:
+    """The noise vocabulary of the WordNet uniform model: every id of the shared tokenizer but the
+    mask (as in its training, ``dlmpaper.train``)."""
+    return families.uniform_noise_ids(len(masked_model.tokenizer), (masked_model.mask_id,))
 
 
 @dataclass
@@ -382,7 +471,8 @@ class SamplerTrace:
     starting from the empty one), ``nfe`` forward passes, ``on_lattice`` (S, B, G) True where the
     state after each pass is a token (or the mask) and not a point between tokens,
     ``rounding`` (B, G) the final distance to the nearest token in spacing units (continuous
-    only; 0 otherwise), ``commit_step`` (B, G) or None, ``texts`` the decoded answers."""
+    only; 0 otherwise), ``commit_step`` (B, G) or None, ``texts`` the decoded answers and
+    ``answers`` their token ids (up to the first end token)."""
 
     family: str
     states: torch.Tensor
@@ -392,6 +482,7 @@ class SamplerTrace:
     rounding: torch.Tensor
     commit_step: torch.Tensor | None
     texts: list[str]
+    answers: list[list[int]]
 
 
 @torch.no_grad()
@@ -407,9 +498,10 @@ def sample_families(
     """Run every family's sampler on the same chat prompts (notebook 02, D3 and L1).
 
     Masked: ``sampling.generate`` (LLaDA low-confidence remasking, one block, ``tokens_per_step``
-    per pass); continuous: :func:`families.continuous_generate` with the same number of passes;
-    autoregressive: greedy, one pass per token. ``masked_model`` is a ``DiffusionLM`` and lends
-    its tokenizer (all families share it).
+    per pass); continuous: :func:`families.continuous_generate` and uniform:
+    :func:`families.uniform_generate` with the same number of passes (the uniform state counts as
+    undecided where it is still noise); autoregressive: greedy, one pass per token.
+    ``masked_model`` is a ``DiffusionLM`` and lends its tokenizer (all families share it).
     """
     from dlmpaper.core.sampling import answer_tokens, generate
 
@@ -428,6 +520,14 @@ def sample_families(
     )
     commit = res.commit_step.long() + 1
     states = commit_trajectory(res.tokens, commit, steps, undecided)
+    ends = masked_model.end_ids
+
+    def answers(tokens: torch.Tensor) -> list[list[int]]:
+        return [answer_tokens(row.tolist(), ends) for row in tokens]
+
+    def decode(row):
+        return masked_model.decode(answer_tokens(row.tolist(), ends), skip_special_tokens=True)
+
     out["masked"] = SamplerTrace(
         "masked",
         states,
@@ -437,12 +537,10 @@ def sample_families(
         torch.zeros(res.tokens.shape),
         commit,
         list(res.texts),
+        answers(res.tokens),
     )
     ids_list = [masked_model.encode_chat(p) for p in prompts]
     ids, attn = masked_model.batch(ids_list)
-
-    def decode(row):
-        return masked_model.decode(answer_tokens(row.tolist(), masked_model.end_ids), skip_special_tokens=True)
 
     if "autoregressive" in family_models:
         toks = families.ar_generate(family_models["autoregressive"], ids, attn, G)
@@ -457,15 +555,35 @@ def sample_families(
             torch.zeros(toks.shape),
             commit,
             [decode(r) for r in toks],
+            answers(toks),
+        )
+    B, P = ids.shape
+    full = torch.cat([ids, torch.zeros(B, G, dtype=torch.long)], dim=1)
+    full_attn = torch.cat([attn, torch.ones(B, G, dtype=attn.dtype)], dim=1)
+    noisy = torch.zeros_like(full, dtype=torch.bool)
+    noisy[:, P:] = True
+    pos = left_padded_positions(full_attn)
+    if "uniform" in family_models:
+        noise_ids = wordnet_noise_ids(masked_model)
+        trace = families.uniform_generate(
+            family_models["uniform"], full, noisy, full_attn, pos, steps, noise_ids, torch.Generator().manual_seed(seed)
+        )
+        region = trace.step_tokens[:, :, P:]
+        decided = torch.where(trace.step_decided[:, :, P:], region, torch.full_like(region, undecided))
+        states = torch.cat([torch.full_like(region[:1], undecided), decided])
+        out["uniform"] = SamplerTrace(
+            "uniform",
+            states,
+            undecided,
+            steps,
+            torch.ones_like(states[1:], dtype=torch.bool),
+            torch.zeros(region.shape[1:]),
+            None,
+            [decode(r) for r in trace.tokens[:, P:]],
+            answers(trace.tokens[:, P:]),
         )
     if "continuous" in family_models:
         model = family_models["continuous"]
-        B, P = ids.shape
-        full = torch.cat([ids, torch.zeros(B, G, dtype=torch.long)], dim=1)
-        full_attn = torch.cat([attn, torch.ones(B, G, dtype=attn.dtype)], dim=1)
-        noisy = torch.zeros_like(full, dtype=torch.bool)
-        noisy[:, P:] = True
-        pos = left_padded_positions(full_attn)
         trace = families.continuous_generate(
             model, full, noisy, full_attn, pos, steps, torch.Generator().manual_seed(seed)
         )
@@ -483,6 +601,7 @@ def sample_families(
             trace.final_rounding_distance[:, P:] / spacing,
             None,
             [decode(r) for r in trace.tokens[:, P:]],
+            answers(trace.tokens[:, P:]),
         )
     return out
 
@@ -508,6 +627,37 @@ def trace_summary(traces: dict[str, SamplerTrace]) -> pd.DataFrame:
                 "final_rounding": float(tr.rounding.float().mean()),
             }
         )
+    return pd.DataFrame(rows)
+
+
+def d3_revisions_and_quality(
+    traces: dict[str, SamplerTrace],
+    judge_model,
+    prompt_ids: Sequence[Sequence[int]],
+    end_id: int,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """D3 with the quality of what was refined next to it (notebook 02): per family the mean number
+    of revisions per position (changes of a value after it was first set;
+    :func:`changes_per_position`) with a 95% bootstrap CI over prompts, and the log-likelihood per
+    token of its answers under the autoregressive judge (``judge_model``, the WordNet
+    autoregressive family model; ``analyses.remedies_lm.judge_log_likelihood``) with its CI, so that
+    revisions of a sampler whose answers the judge finds unlikely are not read as refinement. The
+    judge scores the autoregressive family's own greedy answers too: that row is a reference, not a
+    fair comparison. Columns ``family, revisions, revisions_lo, revisions_hi, judge_loglik,
+    judge_lo, judge_hi``."""
+    from dlmpaper.analyses.remedies_lm import judge_log_likelihood
+
+    rows = []
+    for fam, tr in traces.items():
+        per_prompt = changes_per_position(tr.states, tr.undecided).groupby("row")["revisions"].mean().to_numpy()
+        rev = bootstrap_mean(per_prompt, n_boot=n_boot, seed=seed)
+        scores = judge_log_likelihood(judge_model, prompt_ids, tr.answers, end_id)[:, 1]
+        ll = bootstrap_mean(scores, n_boot=n_boot, seed=seed)
+        rows.append(dict(zip(["family", "revisions", "revisions_lo", "revisions_hi"], (fam, *rev))))
+        rows[-1].update(dict(zip(["judge_loglik", "judge_lo", "judge_hi"], ll)))
     return pd.DataFrame(rows)
 
 
@@ -546,9 +696,10 @@ def l2_invalid_rates(
     - masked: parallel decoding with the trained marginals (``marginal_fn``), k tokens per step,
       NFE = ceil(L / k), random order (trap's simulation);
     - autoregressive: ancestral sampling, NFE = L (one pass per token, temperature 1);
-    - continuous: DDIM with S steps, NFE = S in 1 .. L, 2 L, 4 L.
+    - continuous: DDIM with S steps, NFE = S in 1 .. L, 2 L, 4 L;
+    - uniform: ancestral D3PM-uniform sampling with S steps, the same NFE grid.
 
-    ``models``: ``{"autoregressive": model, "continuous": model}`` (either may be missing).
+    ``models``: ``{"autoregressive": model, "continuous": model, "uniform": model}`` (any may be missing).
     Columns ``language, family, nfe, n_samples, invalid, ci_low, ci_high``.
     """
     L = lang.length
@@ -587,97 +738,141 @@ def l2_invalid_rates(
         )
         rate, low, high = invalid_rate(lang, toks.numpy())
         rows.append({"family": "autoregressive", "nfe": L, "invalid": rate, "ci_low": low, "ci_high": high})
-    if "continuous" in models:
-        pos = torch.arange(L)[None].expand(n_samples, -1)
-        ones = torch.ones(n_samples, L, dtype=torch.long)
+    pos = torch.arange(L)[None].expand(n_samples, -1)
+    ones = torch.ones(n_samples, L, dtype=torch.long)
+    for family in ("continuous", "uniform"):
+        if family not in models:
+            continue
         for S in [*range(1, L + 1), 2 * L, 4 * L]:
-            trace = families.continuous_generate(
-                models["continuous"], torch.zeros_like(ones), ones.bool(), ones, pos, S, gen
-            )
+            if family == "continuous":
+                trace = families.continuous_generate(
+                    models[family], torch.zeros_like(ones), ones.bool(), ones, pos, S, gen
+                )
+            else:
+                noise_ids = toy_noise_ids(models[family])
+                trace = families.uniform_generate(
+                    models[family], torch.zeros_like(ones), ones.bool(), ones, pos, S, noise_ids, gen
+                )
             rate, low, high = invalid_rate(lang, trace.tokens.numpy())
-            rows.append({"family": "continuous", "nfe": S, "invalid": rate, "ci_low": low, "ci_high": high})
+            rows.append({"family": family, "nfe": S, "invalid": rate, "ci_low": low, "ci_high": high})
     out = pd.DataFrame(rows, columns=["family", "nfe", "invalid", "ci_low", "ci_high"])
     out.insert(0, "language", lang.name)
     out.insert(3, "n_samples", n_samples)
     return out.sort_values(["family", "nfe"], kind="stable").reset_index(drop=True)
 
 
-def l2_at_budget(l2: pd.DataFrame, toy_lengths: dict[str, int]) -> pd.DataFrame:
-    """Per (language, family) the row of :func:`l2_invalid_rates` that L2's rule reads: the largest
-    NFE <= ceil(L / 2) (autoregressive: NFE = L, the fewest passes it can use)."""
-    picked = []
+def l2_budget_curve(l2: pd.DataFrame, toy_lengths: dict[str, int]) -> pd.DataFrame:
+    """Invalid rate per (language, family) at every pass budget n = 1 .. 4 L (L2, notebook 02): the
+    rate of the family's best setting that fits the budget (the largest NFE <= n it was run at).
+    Budgets below a family's fewest passes (autoregressive: L) have no row. Columns ``language,
+    family, budget, relative_budget`` (n / L), ``invalid``."""
+    rows = []
     for (lang, fam), sub in l2.groupby(["language", "family"], sort=False):
         L = toy_lengths[lang]
-        sub = sub[sub["nfe"] <= (L if fam == "autoregressive" else math.ceil(L / 2))]
-        if len(sub):
-            picked.append(sub.sort_values("nfe").iloc[-1])
-    return pd.DataFrame(picked).reset_index(drop=True)
+        sub = sub.sort_values("nfe")
+        for n in range(1, 4 * L + 1):
+            fits = sub[sub["nfe"] <= n]
+            if len(fits):
+                rows.append(
+                    {
+                        "language": lang,
+                        "family": fam,
+                        "budget": n,
+                        "relative_budget": n / L,
+                        "invalid": float(fits["invalid"].iloc[-1]),
+                    }
+                )
+    return pd.DataFrame(rows, columns=["language", "family", "budget", "relative_budget", "invalid"])
+
+
+def l2_area(curve: pd.DataFrame, max_relative_budget: float = 1.0) -> pd.DataFrame:
+    """Mean invalid rate over the budgets n <= ``max_relative_budget`` L at which each family can
+    decode (:func:`l2_budget_curve`), per (language, family), and its mean over languages (L2's
+    whole-curve measure: low only if the family respects the dependencies at every budget it can
+    run, not at one chosen budget). Columns ``language, family, area`` (``language`` "mean" last)."""
+    part = curve[curve["relative_budget"] <= max_relative_budget + 1e-9]
+    per = part.groupby(["language", "family"], sort=False, as_index=False)["invalid"].mean()
+    per = per.rename(columns={"invalid": "area"})
+    mean = per.groupby("family", sort=False, as_index=False)["area"].mean().assign(language="mean")
+    return pd.concat([per, mean[["language", "family", "area"]]], ignore_index=True)
 
 
 # ------------------------------------------------------------------------------ the matrix
 
+PROPERTIES = ("D1", "D2", "D3", "L1", "L2")
+#: Our four models, in matrix order, and the paper's family row each stands for.
+MEASURED_FAMILIES = ("masked", "uniform", "continuous", "autoregressive")
+PAPER_ROW = {
+    "masked": "discrete",
+    "uniform": "discrete",
+    "continuous": "continuous",
+    "autoregressive": "autoregressive",
+}
 
-def property_summary(
-    paths_df: pd.DataFrame,
-    d2: pd.DataFrame,
-    traces: pd.DataFrame,
-    l2: pd.DataFrame,
-    toy_lengths: dict[str, int],
-    t_d2: float = 0.5,
+#: Cells whose measured value follows from how the process or sampler is defined: measuring them
+#: checks our code, not the paper's claim, so they do not count towards agreement (notebook 02).
+BY_CONSTRUCTION = {
+    ("masked", "D1"): "a [MASK] replaces the token in one step, so its posterior jumps",
+    ("masked", "D2"): "q(x_t | x_0) factorises over tokens in closed form",
+    ("uniform", "D2"): "q(x_t | x_0) factorises over tokens in closed form",
+    ("continuous", "D2"): "q(z_t | z_0) is Gaussian in closed form",
+    ("autoregressive", "D1"): "there is no forward process",
+    ("autoregressive", "D2"): "there is no forward process",
+    ("masked", "D3"): "the low-confidence sampler never remasks a committed token",
+    ("autoregressive", "D3"): "a prefix is never rewritten",
+    ("masked", "L1"): "every state is token ids or [MASK]",
+    ("uniform", "L1"): "every state is token ids",
+    ("autoregressive", "L1"): "every state is token ids",
+}
+
+
+def measurements(
+    d1: pd.DataFrame, d2: pd.DataFrame, traces: pd.DataFrame, d3: pd.DataFrame, curve: pd.DataFrame
 ) -> pd.DataFrame:
-    """One measured number per (family, property), as :data:`RULES` reads them (notebook 02).
+    """Every number a rule of :data:`RULE_GRID` may read, per (family, property, setting) (notebook 02).
 
-    ``paths_df``: :func:`d1_single_token_paths`; ``d2``: :func:`d2_tractability`; ``traces``:
-    :func:`trace_summary`; ``l2``: :func:`l2_invalid_rates` rows of every toy language;
-    ``toy_lengths``: language -> L. Columns ``family, property, value, extra, measure``.
-    """
+    ``d1``: :func:`d1_width_summary`; ``d2``: :func:`d2_tractability`; ``traces``:
+    :func:`trace_summary`; ``d3``: :func:`d3_revisions_and_quality`; ``curve``:
+    :func:`l2_budget_curve` of every toy language. Settings: D1 ``jump n=<n>`` (share of tokens that
+    lose half their posterior in one of n steps) and ``fall steps n=<n>`` (median chain steps of the
+    0.9 -> 0.1 fall); D2 ``x_<t>`` (forward steps the cheapest exact sampler of x_t needs: 1 when
+    the closed form matches the chain); D3 ``revisions`` (``extra``: share of out-of-order commits);
+    L1 ``states`` / ``positions`` on the token lattice; L2 ``NFE <= <r> L`` (mean invalid rate
+    over the budgets up to r L that the family can run, r = 1/4, 1/2, 1, 4) and ``area`` (= r 1).
+    A family without a forward process has NaN for D1 and D2. Columns ``family, property,
+    setting, value, extra``."""
     rows = []
-    fall = paths_df.groupby("process")["fall_steps"].median()
-    at = d2[np.isclose(d2["t"], t_d2)].set_index("process")
-    for fam, process in (("masked", "mask"), ("continuous", "gaussian"), ("autoregressive", None)):
-        rows.append(
-            {
-                "family": fam,
-                "property": "D1",
-                "value": float(fall[process]) if process else float("nan"),
-                "measure": "median fall steps" if process else "no forward process",
-            }
-        )
-        if process:
-            r = at.loc[process]
-            agree = abs(r["closed_form_stat"] - r["chain_stat"]) <= max(0.02, 0.1 * abs(r["chain_stat"]))
-            steps = 1.0 if agree else float(r["chain_steps"])
-            rows.append({"family": fam, "property": "D2", "value": steps, "measure": f"steps to sample x_{t_d2:g}"})
-        else:
-            rows.append({"family": fam, "property": "D2", "value": float("nan"), "measure": "no forward process"})
+    process_of = {"masked": "mask", "uniform": "uniform", "continuous": "gaussian"}
+    for fam in MEASURED_FAMILIES:
+        process = process_of.get(fam)
+        for n in sorted(d1["n_steps"].unique()):
+            row = d1[(d1["process"] == process) & (d1["n_steps"] == n)]
+            jump = float(row["jump_share"].iloc[0]) if len(row) else float("nan")
+            fall = float(round(row["width"].iloc[0] * n)) if len(row) else float("nan")
+            rows.append((fam, "D1", f"jump n={n}", jump, float("nan")))
+            rows.append((fam, "D1", f"fall steps n={n}", fall, float("nan")))
+        for t in sorted(d2["t"].unique()):
+            if not 0 < t < 1:
+                continue
+            r = d2[(d2["process"] == process) & np.isclose(d2["t"], t)] if process else d2.iloc[:0]
+            if len(r):
+                r = r.iloc[0]
+                agree = abs(r["closed_form_stat"] - r["chain_stat"]) <= max(0.02, 0.1 * abs(r["chain_stat"]))
+                steps = 1.0 if agree else float(r["chain_steps"])
+            else:
+                steps = float("nan")
+            rows.append((fam, "D2", f"x_{t:g}", steps, float("nan")))
     for r in traces.itertuples(index=False):
-        rows.append(
-            {
-                "family": r.family,
-                "property": "D3",
-                "value": r.revisions,
-                "extra": r.out_of_order,
-                "measure": "revisions per position",
-            }
-        )
-        rows.append(
-            {
-                "family": r.family,
-                "property": "L1",
-                "value": r.states_on_lattice,
-                "measure": "states that are token sequences",
-            }
-        )
-    for fam, part in l2_at_budget(l2, toy_lengths).groupby("family", sort=False):
-        rows.append(
-            {
-                "family": fam,
-                "property": "L2",
-                "value": float(part["invalid"].mean()),
-                "measure": "invalid rate at NFE ceil(L/2) (AR: L)",
-            }
-        )
-    out = pd.DataFrame(rows, columns=["family", "property", "value", "extra", "measure"])
+        rows.append((r.family, "D3", "revisions", r.revisions, r.out_of_order))
+        rows.append((r.family, "L1", "states", r.states_on_lattice, float("nan")))
+        rows.append((r.family, "L1", "positions", r.positions_on_lattice, float("nan")))
+    for fam, part in curve.groupby("family", sort=False):
+        for ratio, label in ((0.25, "NFE <= L/4"), (0.5, "NFE <= L/2"), (1.0, "area"), (4.0, "NFE <= 4 L")):
+            area = l2_area(part, ratio)
+            mean = area[area["language"] == "mean"]["area"]
+            rows.append((fam, "L2", label, float(mean.iloc[0]) if len(mean) else float("nan"), float("nan")))
+    out = pd.DataFrame(rows, columns=["family", "property", "setting", "value", "extra"])
+    out["value"] = out["value"].astype(float)
     return out
 
 
@@ -692,59 +887,144 @@ def judge(value: float, yes_if: Callable[[float], bool], no_if: Callable[[float]
     return "partial"
 
 
-#: Measured family -> the paper's family row (the masked model stands for the discrete family).
-PAPER_ROW = {"continuous": "continuous", "masked": "discrete", "autoregressive": "autoregressive"}
+@dataclass(frozen=True)
+class Rule:
+    """One way to read a property's measurement as yes / partial / no: the ``setting`` of
+    :func:`measurements` it reads and its two thresholds (``low_is_yes``: small values mean yes).
+    ``order_counts`` (D3 only): the earlier rule that credited out-of-order commits as partial."""
 
-#: The rule that turns each property's measurement into yes / partial / no (notebook 02).
-RULES = {
-    "D1": "median number of steps of a 100-step forward chain over which a token's gold posterior falls "
-    "from 0.9 to 0.1: yes >= 3 (resolved as gradual), partial 2, no <= 1 (a jump); no forward process: no",
-    "D2": "forward steps the cheapest exact sampler of x_0.5 needs (closed form: 1, if it matches the chain): "
-    "yes = 1, partial < 10, no >= 10; no forward process: no",
-    "D3": "mean revisions of a decided token per position r, share of out-of-order commits o: "
-    "yes r >= 0.1; partial r < 0.1 and o > 0.01; no otherwise",
-    "L1": "share of intermediate states that are token sequences s: yes >= 0.99, no <= 0.01, partial between",
-    "L2": "mean invalid rate on the toy languages at NFE = ceil(L/2) (autoregressive: NFE = L, its minimum) v: "
-    "yes <= 0.05, no >= 0.20, partial between",
-}
+    property: str
+    setting: str
+    yes: float
+    no: float
+    low_is_yes: bool = False
+    order_counts: bool = False
 
+    @property
+    def missing(self) -> str:
+        """The verdict where the family has no such measurement: D1 and D2 without a forward process
+        are "no"; elsewhere "n/a"."""
+        return "no" if self.property in ("D1", "D2") else "n/a"
 
-def judge_property(prop: str, value: float, extra: float | None = None) -> str:
-    """The yes / partial / no of :data:`RULES` for one measured ``value`` (D3: ``extra`` = o)."""
-    if value is None or math.isnan(value):
-        return "no" if prop in ("D1", "D2") else "n/a"
-    if prop == "D1":
-        return judge(value, lambda v: v >= 3, lambda v: v <= 1)
-    if prop == "D2":
-        return judge(value, lambda v: v <= 1, lambda v: v >= 10)
-    if prop == "D3":
-        if value >= 0.1:
-            return "yes"
-        return "partial" if (extra or 0.0) > 0.01 else "no"
-    if prop == "L1":
-        return judge(value, lambda v: v >= 0.99, lambda v: v <= 0.01)
-    if prop == "L2":
-        return judge(value, lambda v: v <= 0.05, lambda v: v >= 0.20)
-    raise ValueError(f"unknown property {prop!r}; use one of {', '.join(RULES)}")
+    @property
+    def name(self) -> str:
+        op_yes, op_no = ("<=", ">=") if self.low_is_yes else (">=", "<=")
+        extra = ", out-of-order > 0.01 -> partial" if self.order_counts else ""
+        return f"{self.setting}: yes {op_yes} {self.yes:g}, no {op_no} {self.no:g}{extra}"
 
-
-def measured_matrix(summary: pd.DataFrame) -> pd.DataFrame:
-    """Judge every row of ``summary`` (columns ``family, property, value`` and optional ``extra``)
-    with :func:`judge_property`; adds ``paper_family`` and ``judgement`` (notebook 02)."""
-    out = summary.copy()
-    if "extra" not in out:
-        out["extra"] = float("nan")
-    out["paper_family"] = out["family"].map(PAPER_ROW)
-    out["judgement"] = [judge_property(p, v, e) for p, v, e in zip(out["property"], out["value"], out["extra"])]
-    return out
+    def __call__(self, value: float, extra: float = float("nan")) -> str:
+        if value is None or math.isnan(value):
+            return self.missing
+        if self.low_is_yes:
+            verdict = judge(value, lambda v: v <= self.yes, lambda v: v >= self.no)
+        else:
+            verdict = judge(value, lambda v: v >= self.yes, lambda v: v <= self.no)
+        if self.order_counts and verdict == "no" and not math.isnan(extra) and extra > 0.01:
+            return "partial"
+        return verdict
 
 
-def agreement_table(measured: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
-    """Measured vs paper judgement per (family, property): ``paper`` is taxonomy's judgement table
-    (``family, property, value, source``). Column ``agrees``."""
-    ref = paper.rename(columns={"family": "paper_family", "value": "paper", "source": "paper_source"})
-    merged = measured.merge(
-        ref[["paper_family", "property", "paper", "paper_source"]], on=["paper_family", "property"], how="left"
-    )
-    merged["agrees"] = merged["judgement"] == merged["paper"]
-    return merged
+def _grid() -> dict[str, list[Rule]]:
+    """The stated grid: per property the default rule first, then every alternative reading."""
+    d1 = [Rule("D1", "jump n=1000", 0.05, 0.95, low_is_yes=True)]
+    d1 += [Rule("D1", f"jump n={n}", c, 1 - c, low_is_yes=True) for n in (10, 100, 1000) for c in (0.05, 0.2)]
+    d1 += [Rule("D1", f"fall steps n={n}", 3, 1) for n in (10, 100, 1000)]
+    d2 = [Rule("D2", f"x_{t:g}", 1, 10, low_is_yes=True) for t in (0.5, 0.2, 0.8)]
+    d3 = [Rule("D3", "revisions", 0.1, 0.01)]
+    d3 += [Rule("D3", "revisions", y, n) for y in (0.05, 0.2) for n in (0.005, 0.02)]
+    d3 += [Rule("D3", "revisions", 0.1, 0.01, order_counts=True)]
+    l1 = [Rule("L1", "states", 0.99, 0.01), Rule("L1", "states", 0.9, 0.1), Rule("L1", "positions", 0.99, 0.01)]
+    l2 = [Rule("L2", "area", 0.05, 0.2, low_is_yes=True)]
+    l2 += [
+        Rule("L2", setting, yes, no, low_is_yes=True)
+        for setting in ("NFE <= L/4", "NFE <= L/2", "area", "NFE <= 4 L")
+        for yes, no in ((0.05, 0.2), (0.02, 0.1), (0.1, 0.3))
+    ]
+    return {prop: list(dict.fromkeys(rules)) for prop, rules in zip(PROPERTIES, (d1, d2, d3, l1, l2))}
+
+
+#: Every rule we consider per property; the first of each list is the default that the matrix uses
+#: (notebook 02 prints them all and :func:`sensitivity_table` applies every one).
+RULE_GRID: dict[str, list[Rule]] = _grid()
+#: The default rule per property, as one line each (printed by notebook 02).
+RULES = {prop: rules[0].name for prop, rules in RULE_GRID.items()}
+
+
+def _verdict(meas: pd.DataFrame, family: str, rule: Rule) -> tuple[str, float]:
+    row = meas[(meas["family"] == family) & (meas["property"] == rule.property) & (meas["setting"] == rule.setting)]
+    if not len(row):
+        return rule.missing, float("nan")
+    value, extra = float(row["value"].iloc[0]), float(row["extra"].iloc[0])
+    return rule(value, extra), value
+
+
+def property_matrix(meas: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
+    """The measured matrix under the default rules, next to the paper's (notebook 02): one row per
+    (family, property) of :data:`MEASURED_FAMILIES` x the five properties with ``value``,
+    ``judgement``, ``status`` (``measured`` or ``by construction``, :data:`BY_CONSTRUCTION`),
+    ``paper`` and ``paper_source`` (``paper`` or ``ours``, from ``data/taxonomy.yaml``), ``agrees``
+    and ``counted`` (a measured cell whose paper value is the paper's own statement: only those
+    count as agreement with the paper)."""
+    ref = paper.set_index(["family", "property"])
+    rows = []
+    for fam in MEASURED_FAMILIES:
+        for prop, rules in RULE_GRID.items():
+            verdict, value = _verdict(meas, fam, rules[0])
+            key = (PAPER_ROW[fam], prop)
+            paper_value = str(ref.loc[key, "value"]) if key in ref.index else "n/a"
+            source = str(ref.loc[key, "source"]) if key in ref.index else "n/a"
+            status = "by construction" if (fam, prop) in BY_CONSTRUCTION else "measured"
+            rows.append(
+                {
+                    "family": fam,
+                    "paper_family": PAPER_ROW[fam],
+                    "property": prop,
+                    "measure": rules[0].setting,
+                    "value": value,
+                    "judgement": verdict,
+                    "status": status,
+                    "paper": paper_value,
+                    "paper_source": source,
+                    "agrees": verdict == paper_value,
+                    "counted": status == "measured" and source.startswith("paper"),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def sensitivity_table(meas: pd.DataFrame) -> pd.DataFrame:
+    """Every (family, property) verdict under every rule of :data:`RULE_GRID` (notebook 02): columns
+    ``property, rule, default, family, value, judgement, flips`` where ``flips`` says the verdict
+    differs from the default rule's for that family and property ("n/a", a budget the family cannot
+    run at all, is no flip)."""
+    rows = []
+    for prop, rules in RULE_GRID.items():
+        for fam in MEASURED_FAMILIES:
+            default = _verdict(meas, fam, rules[0])[0]
+            for k, rule in enumerate(rules):
+                verdict, value = _verdict(meas, fam, rule)
+                rows.append(
+                    {
+                        "property": prop,
+                        "rule": rule.name,
+                        "default": k == 0,
+                        "family": fam,
+                        "value": value,
+                        "judgement": verdict,
+                        "flips": verdict != default and verdict != "n/a",
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def flip_summary(sens: pd.DataFrame) -> pd.DataFrame:
+    """Per (family, property): how many of the non-default rules flip the default verdict, and to
+    what (notebook 02's sensitivity count). Columns ``family, property, rules, flips, verdicts``."""
+    rows = []
+    for (prop, fam), part in sens.groupby(["property", "family"], sort=False):
+        alt = part[~part["default"]]
+        verdicts = "/".join(sorted(set(part["judgement"])))
+        rows.append(
+            {"family": fam, "property": prop, "rules": len(alt), "flips": int(alt["flips"].sum()), "verdicts": verdicts}
+        )
+    return pd.DataFrame(rows)

@@ -308,7 +308,10 @@ FAMILY_RECIPES: dict[str, dict] = {
 }
 #: Per (family, language) overrides: the continuous model needs far longer on brackets (at 3,000
 #: steps it still produced 50% invalid sequences with 32 DDIM steps, at 8,000 16%).
-FAMILY_RECIPE_OVERRIDES: dict[tuple[str, str], dict] = {("continuous", "brackets8"): dict(steps=12000)}
+FAMILY_RECIPE_OVERRIDES: dict[tuple[str, str], dict] = {
+    ("continuous", "brackets8"): dict(steps=12000),
+    ("uniform", "brackets8"): dict(steps=12000),  # the same budget as the continuous model's
+}
 
 
 def ship_family_model(

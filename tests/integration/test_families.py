@@ -1,4 +1,4 @@
-"""The autoregressive and continuous families (dlmpaper.lm.families): masks, losses, samplers, checkpoints."""
+"""The autoregressive, continuous and uniform families (dlmpaper.lm.families): masks, losses, samplers, checkpoints."""
 
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ def test_continuous_sampler_records_every_step_and_keeps_clean_positions():
 
 def test_toy_families_train_and_round_trip_through_checkpoints(tmp_path):
     lang = toymodels.toy_language("agreement")
-    for family in ("autoregressive", "continuous"):
+    for family in ("autoregressive", "continuous", "uniform"):
         model, log = toy.train_toy_model(lang, family=family, steps=30, batch_size=32, log_every=5, progress=False)
         assert log["loss"].iloc[-1] < log["loss"].iloc[0]
         target = toy.ship_family_model(model, lang, family, log, 1.0, root=tmp_path)
@@ -104,6 +104,10 @@ def test_toy_families_train_and_round_trip_through_checkpoints(tmp_path):
             assert torch.allclose(
                 model(input_ids=ids, attention_mask=mask).logits, again(input_ids=ids, attention_mask=mask).logits
             )
+        elif family == "uniform":
+            t, pos = torch.full((4,), 0.5), torch.arange(lang.length)[None].expand(4, -1)
+            assert torch.allclose(model(ids, t, torch.ones_like(ids), pos), again(ids, t, torch.ones_like(ids), pos))
+            assert isinstance(again, families.UniformDiffusionLM)
         else:
             assert torch.equal(model.diffusion_embeddings(), again.diffusion_embeddings())
         assert (target / "README.md").exists() and (target / "training.json").exists()
@@ -121,3 +125,24 @@ def test_corrupt_or_missing_family_checkpoint_fails_clearly(tmp_path):
         families.load_family_model(tmp_path / "nothing")
     with pytest.raises(ValueError, match="unknown model family"):
         families.check_family("uniformish")
+
+
+def test_uniform_sampler_keeps_clean_positions_and_marks_what_the_model_drew():
+    model = families.UniformDiffusionLM(tiny_backbone())
+    clean = torch.tensor([[3, 4, 0, 0, 0]])
+    noisy = torch.tensor([[False, False, True, True, True]])
+    noise_ids = families.uniform_noise_ids(model.config.vocab_size, (0,))
+    trace = families.uniform_generate(
+        model,
+        clean,
+        noisy,
+        torch.ones_like(clean),
+        torch.arange(5)[None],
+        6,
+        noise_ids,
+        torch.Generator().manual_seed(0),
+    )
+    assert trace.step_tokens.shape == (6, 1, 5) and trace.step_decided.shape == (6, 1, 5)
+    assert (trace.step_tokens[:, 0, :2] == clean[0, :2]).all() and trace.step_decided[:, 0, :2].all()
+    assert trace.step_decided[-1].all()  # the last pass draws every value from the model
+    assert set(trace.tokens[0, 2:].tolist()) <= set(noise_ids.tolist())

@@ -158,7 +158,7 @@ def test_corrupted_checkpoint_names_file_and_retrain_command(tmp_path):
     assert embedded.RETRAIN_COMMAND in str(info.value)
 
 
-@pytest.mark.parametrize("family", ["autoregressive", "continuous"])
+@pytest.mark.parametrize("family", ["autoregressive", "continuous", "uniform"])
 def test_other_families_train_on_the_corpus_resume_and_export(tmp_path, family):
     """The notebook-02 families share the trainer: loss falls, the run resumes, export ships a card."""
     from dlmpaper.lm import families

@@ -8,7 +8,9 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from dlmpaper.figures.properties import ROUNDING_TOL, ROWS, plot_l1, plot_property_matrices  # noqa: E402
+from dlmpaper.figures.properties import ROUNDING_TOL, ROWS, plot_d3, plot_l1, plot_property_matrices  # noqa: E402
+
+FAMS = ["masked", "uniform", "continuous", "autoregressive"]
 
 
 def _tables():
@@ -16,12 +18,54 @@ def _tables():
     paper = pd.DataFrame([{"family": f, "property": p, "value": "yes", "source": "paper"} for f in ROWS for p in props])
     measured = pd.DataFrame(
         [
-            {"paper_family": f, "property": p, "judgement": "no", "value": 0.5, "agrees": False}
-            for f in ROWS
+            {
+                "family": f,
+                "property": p,
+                "judgement": "no",
+                "value": 0.5,
+                "agrees": False,
+                "counted": p != "D2",
+                "status": "by construction" if p == "D2" else "measured",
+            }
+            for f in FAMS
             for p in props
         ]
     )
     return paper, measured
+
+
+def test_property_matrix_has_four_measured_rows_and_hatches_cells_by_construction():
+    fig = plot_property_matrices(*_tables())
+    measured_ax = fig.axes[1]
+    assert [t.get_text() for t in measured_ax.get_yticklabels()] == [
+        "masked (discrete)",
+        "uniform (discrete)",
+        "continuous",
+        "autoregressive",
+    ]
+    hatched = [p for p in measured_ax.patches if p.get_hatch()]
+    assert len(hatched) == 4  # the D2 column
+    thick = [p for p in measured_ax.patches if p.get_linewidth() > 2]
+    assert len(thick) == 16  # counted cells that differ
+
+
+def test_d3_shows_revisions_next_to_quality_with_intervals():
+    d3 = pd.DataFrame(
+        {
+            "family": FAMS,
+            "revisions": [0.0, 0.3, 1.2, 0.0],
+            "revisions_lo": [0.0, 0.2, 1.0, 0.0],
+            "revisions_hi": [0.0, 0.4, 1.4, 0.0],
+            "judge_loglik": [-3.0, -8.0, -6.0, -1.0],
+            "judge_lo": [-3.5, -9.0, -7.0, -1.2],
+            "judge_hi": [-2.5, -7.0, -5.0, -0.8],
+        }
+    )
+    per_step = pd.DataFrame({"family": ["masked"] * 2, "progress": [0.5, 1.0], "changed": [0.5, 0.5]})
+    fig = plot_d3(d3, per_step)
+    heights = [round(b.get_height(), 3) for b in fig.axes[1].patches]
+    assert heights == [-3.0, -8.0, -6.0, -1.0]
+    assert len(fig.axes[0].collections) == 1  # the error bars
 
 
 def test_property_matrix_legend_sits_below_the_tick_labels():

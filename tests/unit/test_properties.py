@@ -113,26 +113,11 @@ def test_invalid_rate_by_hand_and_masked_nfe_bookkeeping():
     assert masked[1] > 0.1  # all three at once: the marginal trap
 
 
-# the matrix ------------------------------------------------------------------------------------
+# L2 whole curve -----------------------------------------------------------------------------------
 
 
-def test_judgements_follow_the_stated_rules():
-    j = properties.judge_property
-    assert [j("D1", 1), j("D1", 6), j("D1", 2), j("D1", float("nan"))] == ["no", "yes", "partial", "no"]
-    assert [j("D2", 1), j("D2", 50), j("D2", 5)] == ["yes", "no", "partial"]
-    assert [j("D3", 3.0, 0.0), j("D3", 0.0, 0.4), j("D3", 0.0, 0.0)] == ["yes", "partial", "no"]
-    assert [j("L1", 1.0), j("L1", 0.0), j("L1", 0.5)] == ["yes", "no", "partial"]
-    assert [j("L2", 0.01), j("L2", 0.5), j("L2", 0.1)] == ["yes", "no", "partial"]
-    with pytest.raises(ValueError, match="unknown property"):
-        j("L3", 0.1)
-    summary = pd.DataFrame({"family": ["masked"], "property": ["L1"], "value": [1.0]})
-    paper = pd.DataFrame({"family": ["discrete"], "property": ["L1"], "value": ["yes"], "source": ["paper"]})
-    table = properties.agreement_table(properties.measured_matrix(summary), paper)
-    assert table.loc[0, "judgement"] == "yes" and bool(table.loc[0, "agrees"])
-
-
-def test_l2_budget_reads_half_the_passes_and_ar_at_its_length():
-    rates = pd.DataFrame(
+def _rates() -> pd.DataFrame:
+    return pd.DataFrame(
         {
             "language": ["x"] * 6,
             "family": ["masked"] * 3 + ["continuous"] * 2 + ["autoregressive"],
@@ -140,7 +125,96 @@ def test_l2_budget_reads_half_the_passes_and_ar_at_its_length():
             "invalid": [0.9, 0.5, 0.0, 0.3, 0.1, 0.0],
         }
     )
-    picked = properties.l2_at_budget(rates, {"x": 4}).set_index("family")
-    assert picked.loc["masked", "nfe"] == 2 and picked.loc["masked", "invalid"] == 0.5
-    assert picked.loc["continuous", "nfe"] == 2 and picked.loc["continuous", "invalid"] == 0.3
-    assert picked.loc["autoregressive", "nfe"] == 4
+
+
+def test_l2_budget_curve_uses_the_best_setting_that_fits_and_no_budget_below_the_minimum():
+    curve = properties.l2_budget_curve(_rates(), {"x": 4})
+    masked = curve[curve["family"] == "masked"].set_index("budget")["invalid"]
+    assert masked[1] == 0.9 and masked[2] == 0.5 and masked[3] == 0.5 and masked[4] == 0.0 and masked[16] == 0.0
+    cont = curve[curve["family"] == "continuous"].set_index("budget")["invalid"]
+    assert 1 not in cont.index and cont[7] == 0.3 and cont[8] == 0.1
+    ar = curve[curve["family"] == "autoregressive"]
+    assert ar["budget"].min() == 4  # it cannot decode with fewer passes than tokens
+    area = properties.l2_area(curve).set_index(["language", "family"])["area"]
+    assert area[("x", "masked")] == pytest.approx((0.9 + 0.5 + 0.5 + 0.0) / 4)
+    assert area[("x", "continuous")] == pytest.approx(0.3)  # budgets 2..4
+    assert area[("x", "autoregressive")] == 0.0
+    assert area[("mean", "masked")] == area[("x", "masked")]
+
+
+# the matrix ------------------------------------------------------------------------------------
+
+
+def test_rules_read_thresholds_both_ways_and_the_old_order_credit():
+    up = properties.Rule("D3", "revisions", 0.1, 0.01)
+    old = properties.Rule("D3", "revisions", 0.1, 0.01, order_counts=True)
+    assert [up(0.5), up(0.05), up(0.0)] == ["yes", "partial", "no"]
+    assert [old(0.0, 0.6), up(0.0, 0.6)] == ["partial", "no"]  # ordering alone earned "partial" before
+    down = properties.Rule("L2", "area", 0.05, 0.2, low_is_yes=True)
+    assert [down(0.01), down(0.1), down(0.5), down(float("nan"))] == ["yes", "partial", "no", "n/a"]
+    assert properties.Rule("D1", "jump n=1000", 0.05, 0.95, low_is_yes=True)(float("nan")) == "no"
+    assert "yes <= 0.05" in down.name
+    for prop, rules in properties.RULE_GRID.items():
+        assert rules and all(r.property == prop for r in rules) and len(set(rules)) == len(rules)
+
+
+def _meas(**values) -> pd.DataFrame:
+    rows = []
+    for fam in properties.MEASURED_FAMILIES:
+        for prop, rules in properties.RULE_GRID.items():
+            for setting in dict.fromkeys(r.setting for r in rules):
+                v = values.get(f"{fam}:{prop}:{setting}", values.get(f"{fam}:{prop}", 0.0))
+                rows.append((fam, prop, setting, v, 0.0))
+    return pd.DataFrame(rows, columns=["family", "property", "setting", "value", "extra"])
+
+
+def test_matrix_counts_only_measured_paper_cells_and_sensitivity_counts_flips():
+    paper = pd.DataFrame(
+        [
+            (fam, prop, "yes", "paper" if fam != "autoregressive" else "ours")
+            for fam in ("continuous", "discrete", "autoregressive")
+            for prop in properties.PROPERTIES
+        ],
+        columns=["family", "property", "value", "source"],
+    )
+    meas = _meas(**{"continuous:D3": 1.0, "uniform:D1:jump n=1000": 0.5, "uniform:D1:jump n=10": 1.0})
+    table = properties.property_matrix(meas, paper).set_index(["family", "property"])
+    assert len(table) == 4 * 5
+    assert table.loc[("continuous", "D3"), "judgement"] == "yes" and table.loc[("continuous", "D3"), "counted"]
+    assert table.loc[("masked", "D1"), "status"] == "by construction" and not table.loc[("masked", "D1"), "counted"]
+    assert not table.loc[("autoregressive", "L2"), "counted"]  # measured, but the paper's cell is our reading
+    assert table.loc[("uniform", "D1"), "judgement"] == "partial" and table.loc[("uniform", "D1"), "paper"] == "yes"
+    sens = properties.sensitivity_table(meas)
+    flips = properties.flip_summary(sens).set_index(["family", "property"])
+    # uniform D1: jump share 1.0 at n = 10 reads "no" under both n = 10 rules; 0 elsewhere reads "yes"
+    assert flips.loc[("uniform", "D1"), "flips"] >= 2
+    assert flips.loc[("continuous", "D3"), "flips"] == 0
+    assert set(sens.columns) >= {"property", "rule", "default", "family", "judgement", "flips"}
+
+
+# D1, resolution-free -------------------------------------------------------------------------------
+
+
+def test_uniform_gold_posterior_and_log_snr_by_hand():
+    gold = torch.tensor([3, 3])
+    post = properties.gold_posterior_uniform(torch.tensor([3, 5]), gold, keep=0.6, n_noise=10)
+    assert post.tolist() == pytest.approx([0.6 + 0.4 / 10, 0.4 / 10])
+    lam = properties.log_snr("mask", np.array([0.5, 0.0, 1.0]))
+    assert lam[0] == pytest.approx(0.0) and lam[1] == np.inf and lam[2] == -np.inf
+    gauss = properties.log_snr("gaussian", np.linspace(0, 1, 11))
+    assert gauss[0] == np.inf and np.all(np.diff(gauss) < 0)
+
+
+def test_fall_width_is_resolution_free_only_for_a_glide():
+    E = torch.randn(40, 16, generator=torch.Generator().manual_seed(0)) * 3
+    paths = properties.d1_paths_by_resolution(E, (10, 200), n_tokens=48, seed=0)
+    d1 = properties.d1_width_summary(paths, n_boot=200).set_index(["process", "n_steps"])
+    assert d1.loc[("mask", 10), "width"] == pytest.approx(0.1) and d1.loc[("mask", 200), "width"] == pytest.approx(
+        0.005
+    )
+    assert d1.loc[("mask", 200), "jump_share"] == 1.0  # every masked token jumps at every resolution
+    assert d1.loc[("gaussian", 200), "jump_share"] <= 0.1
+    assert d1.loc[("gaussian", 200), "width"] > 4 * d1.loc[("mask", 200), "width"]
+    assert 0.2 < d1.loc[("uniform", 200), "jump_share"] < 0.8  # survivors glide, replaced tokens jump
+    for col in ("width", "logsnr"):
+        assert (d1[f"{col}_lo"] <= d1[col] + 1e-12).all() and (d1[col] <= d1[f"{col}_hi"] + 1e-12).all()
