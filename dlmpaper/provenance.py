@@ -145,6 +145,13 @@ def checkpoint_digest(directory: str | Path) -> str:
     raise ValueError(f"{directory}/{MANIFEST_NAME} does not list model.safetensors")
 
 
+def _weights_record(model_id: str, weights: Path, uses: str, retrain: str) -> dict:
+    """A manifest entry for one float32 ``model.safetensors`` (``revision`` = its sha256)."""
+    if not weights.is_file():
+        raise FileNotFoundError(f"no model weights at {weights}; train them with `{retrain}`")
+    return {"model_id": model_id, "hub_id": None, "revision": sha256_file(weights), "dtype": "float32", "uses": uses}
+
+
 def toy_model_record(name: str, uses: str, root: str | Path | None = None) -> dict:
     """The manifest entry of a shipped toy-language model (notebooks 02, 04, 05): ``model_id``
     ``toy/<language>``, ``revision`` = sha256 of its ``model.safetensors``."""
@@ -152,15 +159,7 @@ def toy_model_record(name: str, uses: str, root: str | Path | None = None) -> di
 
     lang = toymodels.toy_language(name)
     weights = Path(root if root is not None else toymodels.TOY_MODELS) / lang.name / "model.safetensors"
-    if not weights.is_file():
-        raise FileNotFoundError(f"no toy model weights at {weights}; train them with `{toymodels.TOY_RETRAIN_COMMAND}`")
-    return {
-        "model_id": f"toy/{lang.name}",
-        "hub_id": None,
-        "revision": sha256_file(weights),
-        "dtype": "float32",
-        "uses": uses,
-    }
+    return _weights_record(f"toy/{lang.name}", weights, uses, toymodels.TOY_RETRAIN_COMMAND)
 
 
 def family_model_record(directory: str | Path, uses: str | None = None) -> dict:
@@ -209,14 +208,5 @@ def schedule_model_record(name: str, schedule: str, seed: int, uses: str, root: 
     lang = toymodels.toy_language(name)
     base = Path(root if root is not None else paths.SCHEDULE_MODELS)
     weights = base / schedule / f"seed{seed}" / lang.name / "model.safetensors"
-    if not weights.is_file():
-        raise FileNotFoundError(
-            f"no schedule model weights at {weights}; train them with `{toymodels.TOY_RETRAIN_COMMAND} --schedules {schedule}`"
-        )
-    return {
-        "model_id": f"toy/{lang.name}/{schedule}/seed{seed}",
-        "hub_id": None,
-        "revision": sha256_file(weights),
-        "dtype": "float32",
-        "uses": uses,
-    }
+    retrain = f"{toymodels.TOY_RETRAIN_COMMAND} --schedules {schedule}"
+    return _weights_record(f"toy/{lang.name}/{schedule}/seed{seed}", weights, uses, retrain)

@@ -34,7 +34,14 @@ import numpy as np
 import pandas as pd
 
 from dlmpaper.core.trap import MarginalFn, ModelMarginalDecoder, ToyLanguage, exact_marginal_fn
-from dlmpaper.lm.toymodels import evaluation_loss, load_schedule_model, model_marginal_fn, toy_language, toy_languages
+from dlmpaper.lm.toymodels import (
+    entropy_per_token,
+    evaluation_loss,
+    load_schedule_model,
+    model_marginal_fn,
+    toy_language,
+    toy_languages,
+)
 
 __all__ = [
     "METRICS",
@@ -51,7 +58,13 @@ SCHEDULES: tuple[str, ...] = ("uniform", "position", "entropy", "entropy_inverse
 #: What :func:`schedule_summary` compares (lower is better for each): the any-order NLL gap, and the
 #: exact invalid rate at one token per step in random and left-to-right order and at ceil(L / 2)
 #: tokens per step in random order.
-METRICS: tuple[str, ...] = ("nll_gap", "invalid_k1_random", "invalid_k1_left_to_right", "invalid_budget_random")
+#: The measures of :func:`schedule_table`, each with the title its figure panel carries (notebook 05).
+METRICS: dict[str, str] = {
+    "nll_gap": "any-order NLL - H(X), nats / token",
+    "invalid_k1_random": "P(invalid), 1 token / step, random order",
+    "invalid_k1_left_to_right": "P(invalid), 1 token / step, left to right",
+    "invalid_budget_random": "P(invalid), ceil(L/2) tokens / step, random",
+}
 
 
 def conditional_entropies(lang: ToyLanguage) -> np.ndarray:
@@ -137,7 +150,7 @@ def schedule_table(
     for (name, schedule, seed), model in models.items():
         lang = toy_language(name)
         fn = model_marginal_fn(model, lang)
-        entropy = float(-(lang.probs * np.log(lang.probs)).sum())
+        entropy = entropy_per_token(lang) * lang.length
         row = {
             "language": lang.name,
             "schedule": schedule,
@@ -154,7 +167,7 @@ def schedule_table(
     return pd.DataFrame(rows)
 
 
-def schedule_summary(table: pd.DataFrame, metrics: Sequence[str] = METRICS) -> pd.DataFrame:
+def schedule_summary(table: pd.DataFrame, metrics: Sequence[str] = tuple(METRICS)) -> pd.DataFrame:
     """Per language, schedule and metric: mean, min and max over seeds, and against ``uniform``:
     ``better`` / ``worse`` when every seed of the schedule lies below / above every seed of the
     uniform schedule (lower is better for every metric here), else ``not separable``."""

@@ -19,6 +19,7 @@ Plotting only: the statistics live in :mod:`dlmpaper.analyses.remedies`; style f
 from __future__ import annotations
 
 import math
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -130,19 +131,13 @@ SCHEDULE_COLORS: dict[str, str] = {
     "entropy_inverse": "#029E73",
 }
 
-_SCHEDULE_METRICS = {
-    "nll_gap": "any-order NLL - H(X), nats / token",
-    "invalid_k1_random": "P(invalid), 1 token / step, random order",
-    "invalid_k1_left_to_right": "P(invalid), 1 token / step, left to right",
-    "invalid_budget_random": "P(invalid), ceil(L/2) tokens / step, random",
-}
 
-
-def plot_schedules(table: pd.DataFrame, metrics=tuple(_SCHEDULE_METRICS)):
+def plot_schedules(table: pd.DataFrame, metrics: Mapping[str, str]):
     """Each masking schedule's trained toy models against uniform masking (paper §5, the remedy for §4 issue (i);
     notebook 05, figure ``05_schedules``): one panel per metric, languages along x, one colour per
     schedule, one dot per training seed and a bar at the seeds' mean. ``table`` is
-    :func:`dlmpaper.analyses.schedules.schedule_table`. Lower is better in every panel."""
+    :func:`dlmpaper.analyses.schedules.schedule_table`; ``metrics`` maps each plotted column to its panel
+    title (``dlmpaper.analyses.schedules.METRICS``). Lower is better in every panel."""
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
@@ -163,7 +158,7 @@ def plot_schedules(table: pd.DataFrame, metrics=tuple(_SCHEDULE_METRICS)):
                 ax.scatter(np.full(values.size, x), values, s=10, color=SCHEDULE_COLORS[schedule], zorder=3)
                 ax.hlines(values.mean(), x - width / 2.5, x + width / 2.5, color=SCHEDULE_COLORS[schedule], lw=1.5)
         ax.set_xticks(range(len(languages)), languages)
-        ax.set_title(_SCHEDULE_METRICS.get(metric, metric), fontsize=8.5)
+        ax.set_title(metrics[metric], fontsize=8.5)
         ax.set_ylim(bottom=0)
     handles = [
         Line2D([], [], color=SCHEDULE_COLORS[s], marker="o", ls="-", label=s.replace("_", " ")) for s in schedules

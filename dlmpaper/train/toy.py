@@ -233,6 +233,18 @@ def save_toy_model(
     return directory
 
 
+def _train_measure_ship(lang: ToyLanguage, target: Path, command: str, progress: bool, **train_kwargs) -> tuple:
+    """Train one masked toy model, measure it (quality, invalid rates) and ship it to ``target``:
+    ``(quality row, training log, seconds, target)``."""
+    t0 = time.time()
+    model, log = train_toy_model(lang, progress=progress, **train_kwargs)
+    seconds = time.time() - t0
+    q = toy_model_quality([lang], models={lang.name: model}).iloc[0].to_dict()
+    rates = toy_invalid_rates([lang], models={lang.name: model}, n_samples=2000)
+    save_toy_model(model, lang, target, log=log, quality=q, rates=rates, command=command)
+    return q, log, seconds, target
+
+
 def train_and_ship(
     langs=None, root: Path | None = None, progress: bool = True, command: str = TOY_RETRAIN_COMMAND
 ) -> pd.DataFrame:
@@ -241,12 +253,9 @@ def train_and_ship(
     root = Path(root) if root is not None else TOY_MODELS
     quality = []
     for lang in toy_languages(langs):
-        t0 = time.time()
-        model, log = train_toy_model(lang, progress=progress, **RECIPES.get(lang.name, {}))
-        seconds = time.time() - t0
-        q = toy_model_quality([lang], models={lang.name: model}).iloc[0].to_dict()
-        rates = toy_invalid_rates([lang], models={lang.name: model}, n_samples=2000)
-        target = save_toy_model(model, lang, root / lang.name, log=log, quality=q, rates=rates, command=command)
+        q, log, seconds, target = _train_measure_ship(
+            lang, root / lang.name, command, progress, **RECIPES.get(lang.name, {})
+        )
         size = sum(p.stat().st_size for p in target.iterdir())
         print(
             f"{lang.name}: {seconds:.0f} s, eval loss {log.attrs['eval_loss']:.4f} "
@@ -276,21 +285,10 @@ def train_and_ship_schedules(
     for schedule in schedules:
         for seed in seeds:
             for lang in toy_languages(langs):
-                exponents = schedule_exponents(lang, schedule)
-                t0 = time.time()
                 recipe = {**RECIPES.get(lang.name, {}), "seed": int(seed)}
-                model, log = train_toy_model(lang, progress=progress, exponents=exponents, **recipe)
-                seconds = time.time() - t0
-                q = toy_model_quality([lang], models={lang.name: model}).iloc[0].to_dict()
-                rates = toy_invalid_rates([lang], models={lang.name: model}, n_samples=2000)
-                save_toy_model(
-                    model,
-                    lang,
-                    root / schedule / f"seed{seed}" / lang.name,
-                    log=log,
-                    quality=q,
-                    rates=rates,
-                    command=command,
+                target = root / schedule / f"seed{seed}" / lang.name
+                q, log, seconds, _ = _train_measure_ship(
+                    lang, target, command, progress, exponents=schedule_exponents(lang, schedule), **recipe
                 )
                 print(
                     f"{lang.name} {schedule} seed {seed}: {seconds:.0f} s, eval loss {log.attrs['eval_loss']:.4f}",

@@ -94,10 +94,10 @@ def test_plot_schedules_one_panel_per_metric():
     from dlmpaper.figures.remedies import plot_schedules
 
     table = _table().assign(invalid_k1_random=0.0, invalid_k1_left_to_right=0.0, invalid_budget_random=0.1)
-    fig = plot_schedules(table)
+    fig = plot_schedules(table, S.METRICS)
     assert len(fig.axes) == 4 and [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["L"]
     with pytest.raises(ValueError, match="plot_schedules needs columns"):
-        plot_schedules(table.drop(columns="seed"))
+        plot_schedules(table.drop(columns="seed"), S.METRICS)
 
 
 def test_uniform_schedule_is_llada_objective_times_one_minus_eps():
