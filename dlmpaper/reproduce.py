@@ -117,9 +117,15 @@ FIGURE_SUFFIXES = (".pdf", ".png")
 
 #: Kernel environment that pins CPU numerics, on every machine: one thread, so no reduction is
 #: split by the core count ...
-_THREADS_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-#: ... and on x86-64 the AVX2 kernels (AVX-512 ones sum in another order: measured, README).
-_X86_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+_THREADS_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+#: ... and on x86-64 the AVX2 kernels (AVX-512 ones sum in another order: measured, README), numpy's
+#: OpenBLAS included (it otherwise picks its kernels by CPU model: Zen, Haswell, SkylakeX).
+_X86_ENV = {
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "OPENBLAS_CORETYPE": "Haswell",
+}
 
 _KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 _ERROR_MARKER_TAG = "papermill-error-cell-tag"

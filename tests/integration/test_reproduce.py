@@ -474,6 +474,7 @@ def test_numerics_env_pins_threads_and_keeps_user_settings(monkeypatch):
     assert env["OMP_NUM_THREADS"] == "4" and env["MKL_NUM_THREADS"] == "1"
     monkeypatch.setattr("platform.machine", lambda: "x86_64")
     assert reproduce.numerics_env({})["ATEN_CPU_CAPABILITY"] == "avx2"
+    assert reproduce.numerics_env({})["OPENBLAS_CORETYPE"] == "Haswell"
     monkeypatch.setattr("platform.machine", lambda: "arm64")
     assert "ATEN_CPU_CAPABILITY" not in reproduce.numerics_env({})
 

@@ -218,3 +218,23 @@ def test_fall_width_is_resolution_free_only_for_a_glide():
     assert 0.2 < d1.loc[("uniform", 200), "jump_share"] < 0.8  # survivors glide, replaced tokens jump
     for col in ("width", "logsnr"):
         assert (d1[f"{col}_lo"] <= d1[col] + 1e-12).all() and (d1[col] <= d1[f"{col}_hi"] + 1e-12).all()
+
+
+def test_d3_counts_revisions_per_prompt_and_scores_answers_with_the_judge():
+    from transformers import BertConfig, BertForMaskedLM
+
+    torch.manual_seed(0)
+    judge = BertForMaskedLM(
+        BertConfig(vocab_size=10, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    ).eval()
+    U = -1
+    # prompt 0: position 0 is set, then revised twice; prompt 1: set once, never revised
+    states = torch.tensor([[[U, U], [U, U]], [[3, 4], [5, U]], [[6, 4], [5, 7]], [[3, 4], [5, 7]]])
+    trace = properties.SamplerTrace(
+        "uniform", states, U, 3, torch.ones(3, 2, 2, dtype=torch.bool), torch.zeros(2, 2), None, ["", ""], [[3, 4], [5, 7]]
+    )
+    d3 = properties.d3_revisions_and_quality({"uniform": trace}, judge, [[1, 2], [1, 2]], end_id=9, n_boot=200)
+    row = d3.iloc[0]
+    assert row["revisions"] == pytest.approx((2 / 2 + 0 / 2) / 2)  # mean over prompts of per-position means
+    assert row["revisions_lo"] <= row["revisions"] <= row["revisions_hi"]
+    assert np.isfinite(row["judge_loglik"]) and row["judge_loglik"] < 0
