@@ -528,17 +528,13 @@ def sample_families(
     def decode(row):
         return masked_model.decode(answer_tokens(row.tolist(), ends), skip_special_tokens=True)
 
-    out["masked"] = SamplerTrace(
-        "masked",
-        states,
-        undecided,
-        steps,
-        torch.ones_like(states[1:], dtype=torch.bool),
-        torch.zeros(res.tokens.shape),
-        commit,
-        list(res.texts),
-        answers(res.tokens),
-    )
+    def token_trace(family: str, states: torch.Tensor, nfe: int, commit, final: torch.Tensor, texts=None):
+        """A sampler whose every state is token ids (or undecided): on the lattice, no rounding."""
+        on = torch.ones_like(states[1:], dtype=torch.bool)
+        texts = [decode(r) for r in final] if texts is None else list(texts)
+        return SamplerTrace(family, states, undecided, nfe, on, torch.zeros(final.shape), commit, texts, answers(final))
+
+    out["masked"] = token_trace("masked", states, steps, commit, res.tokens, res.texts)
     ids_list = [masked_model.encode_chat(p) for p in prompts]
     ids, attn = masked_model.batch(ids_list)
 
@@ -546,17 +542,7 @@ def sample_families(
         toks = families.ar_generate(family_models["autoregressive"], ids, attn, G)
         commit = torch.arange(1, G + 1)[None].expand_as(toks)
         states = commit_trajectory(toks, commit, G, undecided)
-        out["autoregressive"] = SamplerTrace(
-            "autoregressive",
-            states,
-            undecided,
-            G,
-            torch.ones_like(states[1:], dtype=torch.bool),
-            torch.zeros(toks.shape),
-            commit,
-            [decode(r) for r in toks],
-            answers(toks),
-        )
+        out["autoregressive"] = token_trace("autoregressive", states, G, commit, toks)
     B, P = ids.shape
     full = torch.cat([ids, torch.zeros(B, G, dtype=torch.long)], dim=1)
     full_attn = torch.cat([attn, torch.ones(B, G, dtype=attn.dtype)], dim=1)
@@ -571,17 +557,7 @@ def sample_families(
         region = trace.step_tokens[:, :, P:]
         decided = torch.where(trace.step_decided[:, :, P:], region, torch.full_like(region, undecided))
         states = torch.cat([torch.full_like(region[:1], undecided), decided])
-        out["uniform"] = SamplerTrace(
-            "uniform",
-            states,
-            undecided,
-            steps,
-            torch.ones_like(states[1:], dtype=torch.bool),
-            torch.zeros(region.shape[1:]),
-            None,
-            [decode(r) for r in trace.tokens[:, P:]],
-            answers(trace.tokens[:, P:]),
-        )
+        out["uniform"] = token_trace("uniform", states, steps, None, trace.tokens[:, P:])
     if "continuous" in family_models:
         model = family_models["continuous"]
         trace = families.continuous_generate(
