@@ -231,7 +231,15 @@ def test_d3_counts_revisions_per_prompt_and_scores_answers_with_the_judge():
     # prompt 0: position 0 is set, then revised twice; prompt 1: set once, never revised
     states = torch.tensor([[[U, U], [U, U]], [[3, 4], [5, U]], [[6, 4], [5, 7]], [[3, 4], [5, 7]]])
     trace = properties.SamplerTrace(
-        "uniform", states, U, 3, torch.ones(3, 2, 2, dtype=torch.bool), torch.zeros(2, 2), None, ["", ""], [[3, 4], [5, 7]]
+        "uniform",
+        states,
+        U,
+        3,
+        torch.ones(3, 2, 2, dtype=torch.bool),
+        torch.zeros(2, 2),
+        None,
+        ["", ""],
+        [[3, 4], [5, 7]],
     )
     d3 = properties.d3_revisions_and_quality({"uniform": trace}, judge, [[1, 2], [1, 2]], end_id=9, n_boot=200)
     row = d3.iloc[0]
