@@ -430,9 +430,11 @@ def load_wordnet_families() -> dict:
 
 
 def wordnet_noise_ids(masked_model: MaskedDiffusionLM) -> torch.Tensor:
-    """The noise vocabulary of the WordNet uniform model: every id of the shared tokenizer but the
-    mask (as in its training, ``dlmpaper.train``)."""
-    return families.uniform_noise_ids(len(masked_model.tokenizer), (masked_model.mask_id,))
+    """The noise vocabulary of the WordNet uniform model on the tokenizer it shares with the masked
+    model (``dlmpaper.lm.embedded.uniform_noise_ids``, as in its training)."""
+    from dlmpaper.lm.embedded import uniform_noise_ids
+
+    return uniform_noise_ids(masked_model.tokenizer)
 
 
 @dataclass

@@ -14,6 +14,8 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import ModernBertConfig, PreTrainedTokenizerFast
 
+from dlmpaper.lm import families
+
 BOS = "<|startoftext|>"
 EOS = "<|endoftext|>"  # end of sequence and padding, as in LLaDA
 EOT = "<|eot_id|>"
@@ -36,6 +38,12 @@ RETRAIN_COMMAND = "python -m dlmpaper.train --preset embedded"
 
 #: Length of the response region every training example is padded to: the paper's probe uses 128 masks.
 RESPONSE_LENGTH = 128
+
+
+def uniform_noise_ids(tokenizer) -> torch.Tensor:
+    """The noise vocabulary of a uniform-substitution model on this tokenizer: every id but
+    [MASK] (``dlmpaper.lm.families.uniform_noise_ids``; its training and notebook 02)."""
+    return families.uniform_noise_ids(len(tokenizer), (tokenizer.convert_tokens_to_ids(MASK),))
 
 
 def train_tokenizer(texts, vocab_size: int = 8192) -> PreTrainedTokenizerFast:

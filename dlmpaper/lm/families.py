@@ -379,7 +379,8 @@ def uniform_reverse_draw(
     slot = torch.searchsorted(noise_ids, x_t)  # x_t's column (x_t is always a noise id here)
     cdf = pi.cumsum(-1)
     total = cdf[:, -1].double()
-    p_xt = pi.gather(1, slot[:, None])[:, 0].double() / total
+    pi_xt = pi.gather(1, slot[:, None])[:, 0]
+    p_xt = pi_xt.double() / total
     c, d = (1 - a_t) / n_noise, a_t + (1 - a_t) / n_noise  # q(x_t | x_0) for x_0 != x_t and = x_t
     a_ts = a_t / a_s
     keep_k = a_ts + (1 - a_ts) / n_noise
@@ -392,7 +393,7 @@ def uniform_reverse_draw(
     keep = torch.where(from_model, u[1] < model_keep / (model_keep + model_move).clamp_min(1e-300), u[1] < keep_k)
     # model term, moving: pi without x_t by inverse CDF (skip x_t's mass); noise term: uniform on the others
     target = u[2] * (1 - p_xt) * total
-    before = (cdf.gather(1, slot[:, None])[:, 0] - pi.gather(1, slot[:, None])[:, 0]).double()
+    before = (cdf.gather(1, slot[:, None])[:, 0] - pi_xt).double()
     target = torch.where(target < before, target, target + p_xt * total).to(cdf.dtype)
     pick = torch.searchsorted(cdf, target[:, None])[:, 0].clamp_max(n_noise - 1)
     pick = torch.where(pick == slot, (slot + 1) % n_noise, pick)  # rounding at x_t's edge only
@@ -427,8 +428,9 @@ def uniform_generate(
     (the others held at ``clean_ids``), ``steps`` forward passes on t = 1, 1 - 1/S, ..., 0 with
     a_t = 1 - t (:func:`uniform_reverse_terms`, drawn by :func:`uniform_reverse_draw`, temperature
     1). Each pass draws, per position, the term (model or noise) and then the value within it,
-    which samples the step distribution exactly and makes ``step_decided`` exact. At the last pass (a_s = 1) every value comes from the model.
-    A position may change value at any pass (a revision), unlike the masked sampler's."""
+    which samples the step distribution exactly and makes ``step_decided`` exact. At the last pass
+    (a_s = 1) every value comes from the model. A position may change value at any pass (a
+    revision), unlike the masked sampler's."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     noise_ids = torch.sort(noise_ids).values

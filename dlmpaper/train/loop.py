@@ -307,6 +307,7 @@ def evaluate_family(model, tokenizer, heldout: list[dict], cfg: TrainConfig, bat
     model.eval()
     data = encode_pairs(tokenizer, heldout[: cfg.eval_pairs], cfg.response_length)
     levels = (None,) if cfg.family == "autoregressive" else (0.25, 0.5, 0.75)
+    noise_ids = embedded.uniform_noise_ids(tokenizer) if cfg.family == "uniform" else None
     result = {}
     for level in levels:
         total, right, count = 0.0, 0, 0
@@ -320,8 +321,6 @@ def evaluate_family(model, tokenizer, heldout: list[dict], cfg: TrainConfig, bat
                 gen = torch.Generator().manual_seed(1000 + start)
                 t = torch.full((len(idx),), level)
                 if cfg.family == "uniform":
-                    mask_id = tokenizer.convert_tokens_to_ids(embedded.MASK)
-                    noise_ids = families.uniform_noise_ids(len(tokenizer), (mask_id,))
                     noisy = families.uniform_corrupt(ids, resp, t, noise_ids, gen)
                     logits = model(noisy, t, attn, pos, select=resp.bool())
                 else:
@@ -380,7 +379,7 @@ class Run:
             _save_tokenizer(self.tokenizer, tok_dir)
         self.data = encode_pairs(self.tokenizer, train_rows, cfg.response_length)
         self.mask_id = self.tokenizer.convert_tokens_to_ids(embedded.MASK)
-        self.noise_ids = families.uniform_noise_ids(len(self.tokenizer), (self.mask_id,))
+        self.noise_ids = embedded.uniform_noise_ids(self.tokenizer)
         self.unigram = unigram_table(self.tokenizer, self.data, cfg)
         if self.checkpoint is None:
             torch.manual_seed(cfg.seed)
