@@ -26,6 +26,7 @@ import torch
 from dlmpaper import paths
 from dlmpaper.core import corruption
 from dlmpaper.core.corruption import information_retained as information_retained  # re-exported for notebook 02
+from dlmpaper.core.logits import tail_logits
 from dlmpaper.core.objectives import left_padded_positions
 from dlmpaper.core.stats import bootstrap_mean, bootstrap_statistic
 from dlmpaper.core.trap import ToyLanguage, invalid_rate_by_tokens_per_step, wilson
@@ -220,7 +221,7 @@ def masked_gold_probability(
             bodies.append(body)
             masks.append(masked)
         ids, attn = model.batch(ids_list)
-        probs = torch.softmax(model.logits(ids, attn).float(), dim=-1)
+        probs = torch.softmax(tail_logits(model, ids, attn, max(len(r) for _, r in pairs)).float(), dim=-1)
         for b, (prompt, response) in enumerate(pairs):
             R = len(response)
             masked = masks[b]

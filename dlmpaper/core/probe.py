@@ -61,6 +61,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from dlmpaper.core.logits import sliceable_head, tail_logits
 from dlmpaper.core.stats import resample_weights, weighted_bootstrap_interval
 
 if TYPE_CHECKING:  # the protocol is a type only; core never imports dlmpaper.lm at run time
@@ -520,55 +521,6 @@ def _token_texts(model, ids: np.ndarray) -> dict[int, str]:
     return dict(zip(unique, model.token_text(unique)))
 
 
-def _sliceable_head(model) -> torch.nn.Linear | None:
-    """The LM head (``nn.Linear``) of a :class:`dlmpaper.lm.models.DiffusionLM` whose logits at the last
-    positions depend only on the head's input there, or None (then the probe takes full logits).
-
-    Needs: no Dream-style shift (``shift_logits``), batched padding (not ``per_row``) and a
-    Hugging Face module whose ``get_output_embeddings()`` is a Linear layer. Duck-typed models
-    (tests) and anything else get None.
-    """
-    if getattr(model, "shift_logits", True) or getattr(model, "padding_mode", "per_row") == "per_row":
-        return None
-    module = getattr(model, "model", None)
-    get = getattr(module, "get_output_embeddings", None)
-    if not isinstance(module, torch.nn.Module) or not callable(get):
-        return None
-    head = get()
-    return head if isinstance(head, torch.nn.Linear) else None
-
-
-def _mask_logits(model, batch: ProbeBatch, n_masks: int, head: torch.nn.Linear | None) -> torch.Tensor:
-    """float32 logits ``(B, n_masks, V)`` at the mask positions of one batch.
-
-    With a sliceable ``head`` (:func:`_sliceable_head`) a forward pre-hook feeds it only the
-    last ``n_masks`` hidden states, so the vocabulary projection, the largest matrix product
-    of a small model, skips the prompt positions and the result is a fresh contiguous tensor;
-    the hook is removed before returning. If the head is not called exactly once on a
-    ``(B, L, H)`` input, the hook passes everything through and the full logits are sliced.
-    """
-    length = batch.input_ids.shape[1]
-    if head is None or length == n_masks:
-        return model.logits(batch.input_ids, batch.attention_mask)[:, -n_masks:, :]
-    calls = []
-
-    def keep_masks(_module, args):
-        hidden = args[0]
-        calls.append(hidden.shape)
-        if len(calls) == 1 and hidden.dim() == 3 and hidden.shape[1] == length:
-            return (hidden[:, -n_masks:, :], *args[1:])
-        return None
-
-    handle = head.register_forward_pre_hook(keep_masks)
-    try:
-        logits = model.logits(batch.input_ids, batch.attention_mask)
-    finally:
-        handle.remove()
-    if logits.shape[1] != n_masks and logits.shape[1] != length:
-        raise RuntimeError(f"the LM head hook returned {tuple(logits.shape)} logits; pass mask_head_only=False")
-    return logits[:, -n_masks:, :]
-
-
 # --------------------------------------------------------------------------- the probe
 def positional_probe(
     model: MaskedDiffusionLM,
@@ -594,7 +546,7 @@ def positional_probe(
     integer sets the number of tokens kept, ``0`` skips the statistic (``js`` is NaN). ``too_long="skip"`` drops prompts that do
     not fit the context instead of raising. ``progress`` shows a tqdm bar.
     ``mask_head_only`` (default) computes the vocabulary projection at the mask positions
-    only when the model allows it (:func:`_mask_logits`; same numbers, less work); False
+    only when the model allows it (:func:`dlmpaper.core.logits.tail_logits`; same numbers, less work); False
     always takes ``model.logits`` at every position. In bfloat16/float16 each prompt gets its own
     forward pass whatever ``batch_size`` says: 16-bit logits change in the last bits with padding
     and batch shape, and one prompt per pass keeps the tables independent of batch composition
@@ -622,10 +574,10 @@ def positional_probe(
         from tqdm.auto import tqdm
 
         iterator = tqdm(batches, desc=f"probe {getattr(model, 'name', '')}".strip(), unit="batch")
-    head = _sliceable_head(model) if mask_head_only else None
+    head = sliceable_head(model) if mask_head_only else None
     with torch.no_grad():
         for batch in iterator:
-            logits = _mask_logits(model, batch, n_masks, head)
+            logits = tail_logits(model, batch.input_ids, batch.attention_mask, n_masks, head)
             if logits.shape[-1] != model.vocab_size:
                 raise ValueError(f"model returned {logits.shape[-1]} logits per position, expected {model.vocab_size}")
             acc.add(batch.rows, logits)  # overwrites logits (ours; the full JS store keeps them)

@@ -31,6 +31,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from dlmpaper.core.logits import sliceable_head, tail_logits
+
 if TYPE_CHECKING:  # the protocol is a type only; core never imports dlmpaper.lm at run time
     from dlmpaper.lm.protocol import MaskedDiffusionLM
 
@@ -486,11 +488,13 @@ def _generate_batch(model, ids_list, settings: SamplerSettings, gens, record: bo
     value = torch.zeros((B, G), dtype=torch.float64, device=device)
     disagreement = torch.zeros((B, settings.steps + 1, G), dtype=torch.bool) if record else None
 
+    head = sliceable_head(model)
+
     def region_logits() -> torch.Tensor:
         if not guided:
-            return model.logits(x, attention)[:, p0:]
+            return tail_logits(model, x, attention, G, head)
         un_x = x.masked_fill(prompt_cols, mask_id)
-        both = model.logits(torch.cat([x, un_x]), attention_in)[:, p0:]
+        both = tail_logits(model, torch.cat([x, un_x]), attention_in, G, head)
         cond, un = both[:B], both[B:]
         return un + (settings.cfg_scale + 1.0) * (cond - un)
 
@@ -537,12 +541,14 @@ def _generate_batch(model, ids_list, settings: SamplerSettings, gens, record: bo
     }
 
 
-def _strategy_logits(model, x, attention, p0: int, settings: SamplerSettings, prompt_cols) -> torch.Tensor:
-    """Logits of the generated region, with classifier-free guidance as in :func:`_generate_batch`."""
+def _strategy_logits(model, x, attention, start: int, settings: SamplerSettings, prompt_cols, head) -> torch.Tensor:
+    """Logits from column ``start`` on (the vocabulary projection there only: :func:`tail_logits`), with
+    classifier-free guidance as in :func:`_generate_batch`."""
+    n = x.shape[1] - start
     if settings.cfg_scale <= 0:
-        return model.logits(x, attention)[:, p0:]
+        return tail_logits(model, x, attention, n, head)
     un_x = x.masked_fill(prompt_cols, model.mask_id)
-    both = model.logits(torch.cat([x, un_x]), torch.cat([attention, attention]))[:, p0:]
+    both = tail_logits(model, torch.cat([x, un_x]), torch.cat([attention, attention]), n, head)
     cond, un = both[: x.shape[0]], both[x.shape[0] :]
     return un + (settings.cfg_scale + 1.0) * (cond - un)
 
@@ -609,6 +615,7 @@ def _generate_batch_strategy(
     nfe_a = torch.zeros(B, dtype=torch.long)
     row_step = [0] * B
     verifier, remask = isinstance(strategy, Verifier), isinstance(strategy, Remask)
+    head = sliceable_head(model)
     for block in range(settings.n_blocks):
         lo = block * bl
         schedule = transfer_schedule(bl, spb)
@@ -620,7 +627,7 @@ def _generate_batch_strategy(
                 break
             if it >= (bl if strategy.adaptive else spb):
                 raise RuntimeError(f"strategy {strategy.name} left masks after {it} passes in block {block}")
-            logits = _strategy_logits(model, x, attention, p0, settings, prompt_cols)[:, lo : lo + bl]
+            logits = _strategy_logits(model, x, attention, p0 + lo, settings, prompt_cols, head)[:, :bl]
             plans = {}
             for r in active:
                 nfe_m[r] += 1
@@ -781,8 +788,8 @@ def sequential_log_likelihood(
         x = base.repeat(len(js), 1)
         cols = torch.arange(region)[None, :]
         x[:, p0:][cols >= js[:, None]] = model.mask_id
-        logits = model.logits(x.to(model.device))  # (b, L, V) float32
-        picked = logits[torch.arange(len(js)), p0 + js.to(logits.device)].double()
+        logits = tail_logits(model, x.to(model.device), None, region)  # (b, region, V) float32
+        picked = logits[torch.arange(len(js)), js.to(logits.device)].double()
         picked[:, model.mask_id] = float("-inf")  # as in generate: the mask token is no candidate
         lp = torch.log_softmax(picked, dim=-1).gather(-1, gold[js].to(logits.device)[:, None]).squeeze(-1)
         logps[j0 : j0 + len(js)] = lp.cpu().numpy()
@@ -817,7 +824,9 @@ def remask_check(
             js = torch.arange(j0, min(n, j0 + batch_size))
             x = seq.repeat(len(js), 1)
             x[torch.arange(len(js)), p0 + js] = model.mask_id
-            logits = model.logits(x.to(model.device))[torch.arange(len(js)), p0 + js.to(model.device)].double()
+            logits = tail_logits(model, x.to(model.device), None, G)[
+                torch.arange(len(js)), js.to(model.device)
+            ].double()
             logits[:, model.mask_id] = float("-inf")
             probs = torch.softmax(logits, dim=-1).cpu()
             top = probs.argmax(-1)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from dlmpaper.core import probe as P
+from dlmpaper.core.logits import sliceable_head
 
 PROMPTS = [
     "Can brain cells move ? By movement I mean long distance migration ( preferably within the brain only ) .",
@@ -352,9 +353,9 @@ def test_chunked_topk_equals_torch_topk(k):
 
 
 def test_mask_head_only_gives_the_full_logits_numbers(llada_like, dream_like, llada_result):
-    assert P._sliceable_head(llada_like) is not None  # the fixture result used the sliced head
-    assert P._sliceable_head(dream_like) is None  # shifted logits: never sliced
-    assert P._sliceable_head(_fake([np.zeros((2, 3))])) is None
+    assert sliceable_head(llada_like) is not None  # the fixture result used the sliced head
+    assert sliceable_head(dream_like) is None  # shifted logits: never sliced
+    assert sliceable_head(_fake([np.zeros((2, 3))])) is None
     full = P.positional_probe(
         llada_like, PROMPTS, n_masks=6, top_k=3, batch_size=3, progress=False, js_support=None, mask_head_only=False
     )
