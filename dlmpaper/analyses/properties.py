@@ -50,8 +50,9 @@ def gold_posterior_gaussian(
     E = embedding.float()
     if alpha_bar >= 1.0:
         return (corruption.round_to_tokens(z, E)[0] == gold).float()
-    d2 = z.pow(2).sum(-1, keepdim=True) - 2 * math.sqrt(alpha_bar) * z @ E.T + alpha_bar * E.pow(2).sum(-1)[None]
-    logits = -d2 / (2 * (1 - alpha_bar))
+    # -||z - sqrt(abar) E_v||^2 / (2 (1 - abar)) without ||z||^2, which is the same for every v
+    scale = 1.0 / (1.0 - alpha_bar)
+    logits = z @ (E.T * (math.sqrt(alpha_bar) * scale)) - (0.5 * alpha_bar * scale) * E.pow(2).sum(-1)[None]
     return torch.softmax(logits, dim=-1).gather(1, gold[:, None])[:, 0]
 
 
