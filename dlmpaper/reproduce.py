@@ -1,9 +1,12 @@
-"""Regenerate every figure: run the numbered notebooks in order with papermill.
+"""Regenerate every figure: run the numbered notebooks with papermill.
 
 ``python -m dlmpaper.reproduce`` (also ``make figures``) executes
-``notebooks/NN_*.ipynb`` (00_models ... 04_marginal_trap) with the parameters
+``notebooks/NN_*.ipynb`` (00_models ... 05_remedies) with the parameters
 ``profile``, ``device`` and ``seed`` injected after each notebook's cell tagged
-``parameters``.
+``parameters``. The notebooks are independent: on ``cpu`` they run side by side, one
+one-thread kernel per core (``--jobs``, :func:`default_jobs`; longest first by the last
+run's timings), on a GPU one at a time. Every kernel computes on one thread, so the
+results are the same bytes whatever ``--jobs`` is.
 
 Failure safety: notebooks run in a scratch directory and write their figures to a
 scratch figures dir (``DLMPAPER_FIGURES`` is set for the kernel, which
@@ -54,6 +57,7 @@ import contextlib
 import copy
 import json
 import os
+import queue
 import re
 import shutil
 import signal
@@ -90,6 +94,7 @@ __all__ = [
     "discover_notebooks",
     "clean_notebook",
     "preflight",
+    "default_jobs",
     "run",
     "main",
 ]
@@ -191,7 +196,8 @@ class RunAborted(ReproduceError):
 
 @dataclass
 class RunResult:
-    """What :func:`run` did: notebooks run (in order), figures written, seconds per notebook."""
+    """What :func:`run` did: notebooks run (in order), figures written, seconds per notebook, and
+    the wall-clock seconds of executing them all (less than their sum when ``jobs > 1``)."""
 
     notebooks: list[str]
     figures: dict[str, Path]
@@ -199,6 +205,7 @@ class RunResult:
     manifest: Path
     timings: Path
     executed: dict[str, Path] = field(default_factory=dict)
+    wall_seconds: float = 0.0
 
 
 # ----------------------------------------------------------------------------- notebooks
@@ -512,12 +519,14 @@ def _kernel_dir(scratch: Path) -> Path:
 _MAX_SOCKET_PATH = 100
 
 
-def _kernel_config(scratch: Path) -> Any:
+def _kernel_config(scratch: Path, name: str = "kernel") -> Any:
     """Kernel-manager settings for the notebooks' kernels: IPC sockets (files private to this run,
     removed with each kernel) instead of TCP on localhost, for which ipykernel prints "Kernel is
     running over TCP without encryption" at every start. The sockets go in ``scratch``, or where
     that path is too long for a socket, in a short folder of the system temp dir (removed at
-    exit); TCP stays where there are no Unix sockets (Windows)."""
+    exit); TCP stays where there are no Unix sockets (Windows). Each kernel running at the same
+    time needs its own ``name``: jupyter_client numbers a kernel's sockets ``<name>-1`` ... by
+    looking which files exist, which two kernels starting together would both find free."""
     import atexit
 
     from traitlets.config import Config
@@ -526,14 +535,14 @@ def _kernel_config(scratch: Path) -> Any:
     if os.name != "posix":
         return config
     folder = scratch / "ipc"
-    if len(str(folder / "kernel")) + 8 > _MAX_SOCKET_PATH:  # + "-<port>"
+    if len(str(folder / name)) + 8 > _MAX_SOCKET_PATH:  # + "-<port>"
         folder = Path(tempfile.mkdtemp(prefix="dlmpaper-ipc-"))
         atexit.register(shutil.rmtree, folder, True)
-    if len(str(folder / "kernel")) + 8 > _MAX_SOCKET_PATH:
+    if len(str(folder / name)) + 8 > _MAX_SOCKET_PATH:
         return config
     folder.mkdir(parents=True, exist_ok=True)
     config.KernelManager.transport = "ipc"
-    config.KernelManager.ip = str(folder / "kernel")
+    config.KernelManager.ip = str(folder / name)
     return config
 
 
@@ -548,10 +557,6 @@ def numerics_env(environ: dict[str, str] | None = None) -> dict[str, str]:
     if platform.machine().lower() in ("x86_64", "amd64"):
         wanted.update(_X86_ENV)
     return {key: environ.get(key, value) for key, value in wanted.items()}
-
-
-def _snapshot(folder: Path) -> dict[str, str]:
-    return {p.name: sha256_file(p) for p in sorted(folder.iterdir()) if p.is_file() and p.suffix in FIGURE_SUFFIXES}
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -605,8 +610,9 @@ def run(
     start_timeout: int = 120,
     device_map: str | None = None,
     max_memory: str | None = None,
+    jobs: int | None = None,
 ) -> RunResult:
-    """Execute the notebooks in order and, only if all succeed, publish figures and notebooks.
+    """Execute the notebooks and, only if all succeed, publish figures and notebooks.
 
     ``notebooks_dir``/``figures_dir`` default to :data:`dlmpaper.paths.NOTEBOOKS` /
     :data:`dlmpaper.paths.FIGURES`. Executed notebooks replace the originals when
@@ -615,6 +621,9 @@ def run(
     folder is made (default: the system temp dir); it is removed after success or an
     interruption and kept after a failure. ``device_map`` / ``max_memory`` (e.g. ``"auto"``, ``"0=40GiB,cpu=100GiB"``) shard
     or offload the profile's model in every notebook (:func:`dlmpaper.profiles.load_profile_model`).
+    ``jobs``: notebooks executed at once, each in its own one-thread kernel (default
+    :func:`default_jobs`: one per core on ``cpu``, one on a GPU); ``jobs=1`` runs them in notebook
+    order and stops at the first failure before the next starts. The results do not depend on it.
     Raises :class:`PreflightError`, :class:`NotebookFailed`, :class:`PublishFailed` or :class:`RunAborted`.
     """
     if isinstance(seed, bool) or not isinstance(seed, int):
@@ -623,6 +632,8 @@ def run(
         guards.check_seed(seed)
     except ValueError as exc:
         raise PreflightError(str(exc)) from None
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise PreflightError(f"jobs must be a positive int (notebooks executed at once), got {jobs!r}")
     device = preflight(profile, device)  # before the heavy imports: fails within seconds
     sharding = _sharding_env(device_map, max_memory)
 
@@ -642,6 +653,7 @@ def run(
     scratch_parent = Path(scratch_dir if scratch_dir is not None else tempfile.gettempdir()).absolute()
     full_run = not notebooks
     parameters = {"profile": profile, "device": device, "seed": seed}
+    jobs = min(jobs, len(selected)) if jobs is not None else default_jobs(device, len(selected))
 
     with _AbortOnSignals() as signals, _run_lock(fig_dir):
         try:  # a publish that a kill interrupted: finish or undo it first
@@ -654,16 +666,32 @@ def run(
         scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=scratch_parent))
         (scratch / RUNNING_MARKER).write_text(f"{os.getpid()}\n")
         try:
+            started = time.perf_counter()
             produced, seconds, executed = _execute_all(
-                selected, nb_dir, scratch, parameters, kernel, progress, start_timeout, sharding
+                selected,
+                nb_dir,
+                scratch,
+                parameters,
+                kernel,
+                progress,
+                start_timeout,
+                sharding,
+                jobs,
+                _start_order(selected, fig_dir, jobs),
             )
+            timing = {
+                "notebooks": seconds,
+                "total": round(sum(seconds.values()), 3),
+                "wall": round(time.perf_counter() - started, 3),
+                "jobs": jobs,
+            }
             manifest = _build_manifest(fig_dir, scratch / "figures", produced, selected, parameters, full_run)
             final_nbs = {stem: target_dir / staged.name for stem, staged in executed.items()} if target_dir else {}
             staged_nbs = {final_nbs[stem]: staged for stem, staged in executed.items() if stem in final_nbs}
             with signals.deferred():  # a signal now cancels the publish (rolled back) before its commit point
                 try:
                     published = _publish(
-                        fig_dir, scratch / "figures", produced, manifest, seconds, full_run, staged_nbs, signals.check
+                        fig_dir, scratch / "figures", produced, manifest, timing, full_run, staged_nbs, signals.check
                     )
                 except OSError as exc:
                     raise PublishFailed(
@@ -685,6 +713,7 @@ def run(
         manifest=fig_dir / FIGURES_MANIFEST_NAME,
         timings=fig_dir / TIMINGS_NAME,
         executed=final_nbs,
+        wall_seconds=timing["wall"],
     )
 
 
@@ -702,6 +731,35 @@ def _run_lock(fig_dir: Path) -> Iterator[None]:
         lock.__exit__()
 
 
+def default_jobs(device: str, n_notebooks: int) -> int:
+    """How many notebooks :func:`run` executes at once by default: on ``cpu`` one per core this
+    process may use (each kernel computes on one thread, :func:`numerics_env`, so the numbers do not
+    depend on this), on a GPU one (every notebook loads the profile's model onto the same device)."""
+    if device != "cpu":
+        return 1
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, n_notebooks))
+
+
+def _start_order(selected: list[Path], fig_dir: Path, jobs: int) -> list[Path]:
+    """The order notebooks start in. One at a time: notebook order. Side by side: longest first by the
+    last run's ``TIMINGS.json`` (a notebook without a timing counts as longest), ties and a first run
+    in reverse notebook order (the later notebooks are the heavier ones), so the longest does not start last."""
+    if jobs == 1:
+        return list(selected)
+    last = _read_json(fig_dir / TIMINGS_NAME).get("notebooks", {})
+
+    def seconds(path: Path) -> float:
+        value = last.get(path.stem) if isinstance(last, dict) else None
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else float("inf")
+
+    ranked = sorted(enumerate(selected), key=lambda item: (-seconds(item[1]), -item[0]))
+    return [path for _, path in ranked]
+
+
 def _execute_all(
     selected: list[Path],
     nb_dir: Path,
@@ -711,8 +769,16 @@ def _execute_all(
     progress: bool,
     start_timeout: int,
     sharding: dict[str, str],
+    jobs: int = 1,
+    start_order: list[Path] | None = None,
 ) -> tuple[dict[str, str], dict[str, float], dict[str, Path]]:
-    """Execute ``selected`` in order inside ``scratch``; return (figure -> notebook, seconds, staged notebooks)."""
+    """Execute ``selected`` inside ``scratch``, up to ``jobs`` at once (each its own kernel, started in
+    ``start_order``); return (figure -> notebook, seconds, staged notebooks), in notebook order.
+
+    Each kernel writes its figures to its own folder (``scratch/by-notebook/<stem>``), moved into
+    ``scratch/figures`` when the notebook succeeds, so a figure two notebooks write is caught
+    (``DuplicateFigure``) whatever ran first. The first failure stops the run: no further notebook
+    starts and the running kernels are killed."""
     import nbformat
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
@@ -722,68 +788,85 @@ def _execute_all(
     stage_nbs = scratch / "notebooks"
     stage_figs.mkdir()
     stage_nbs.mkdir()
-    env = {FIGURES_ENV: str(stage_figs), "PYTHONHASHSEED": "0", **numerics_env()}
-    if kernel == "python3":
-        env["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(_kernel_dir(scratch)), os.environ.get("JUPYTER_PATH")]))
+    kernel_env = {"PYTHONHASHSEED": "0", **numerics_env(), **sharding}
+    parent_env = {}
+    if kernel == "python3":  # read here, by the kernelspec lookup, not by the kernels
+        parent_env["JUPYTER_PATH"] = os.pathsep.join(
+            filter(None, [str(_kernel_dir(scratch)), os.environ.get("JUPYTER_PATH")])
+        )
+    index = {path: i for i, path in enumerate(selected)}
 
-    kernel_config = _kernel_config(scratch)
+    def execute(path: Path) -> tuple[Any, float]:  # in a worker thread
+        figs = scratch / "by-notebook" / path.stem
+        figs.mkdir(parents=True)
+        env = {**kernel_env, FIGURES_ENV: str(figs), NOTEBOOK_ENV: path.stem}
+        start = time.perf_counter()
+        result = pm.execute_notebook(
+            input_path=str(path),
+            output_path=str(stage_nbs / path.name),
+            parameters=dict(parameters),
+            kernel_name=kernel,
+            language="python",
+            cwd=None,  # the kernel's working directory is set by its manager: os.chdir is per process
+            progress_bar=False,
+            log_output=False,
+            request_save_on_cell_execute=False,
+            start_timeout=start_timeout,
+            record_timing=False,
+            coalesce_streams=True,
+            kernel_manager_class=_kernel_manager(env, nb_dir),
+            config=_kernel_config(scratch, f"k{index[path]}"),
+        )
+        return result, round(time.perf_counter() - start, 3)
 
     produced: dict[str, str] = {}  # figure file name -> notebook stem
     seconds: dict[str, float] = {}
     executed: dict[str, Path] = {}
-    bar = tqdm(selected, desc="notebooks", unit="nb", disable=not progress, file=sys.stderr)
-    for path in bar:
+    bar = tqdm(total=len(selected), desc="notebooks", unit="nb", disable=not progress, file=sys.stderr)
+
+    def done(path: Path, outcome: tuple[Any, float] | None, err: BaseException | None) -> None:
         stem = path.stem
-        bar.set_postfix_str(stem)
-        before = _snapshot(stage_figs)
-        source_nb = nbformat.read(path, as_version=4)
-        out_path = stage_nbs / path.name
-        start = time.perf_counter()
-        try:
-            with _environ(**env, **sharding, **{NOTEBOOK_ENV: stem}):
-                result = _execute_abortable(
-                    pm.execute_notebook,
-                    input_path=str(path),
-                    output_path=str(out_path),
-                    parameters=dict(parameters),
-                    kernel_name=kernel,
-                    language="python",
-                    cwd=str(nb_dir),
-                    progress_bar=False,
-                    log_output=False,
-                    request_save_on_cell_execute=False,
-                    start_timeout=start_timeout,
-                    record_timing=False,
-                    coalesce_streams=True,
-                    kernel_manager_class=_tracked_kernel_manager(),
-                    config=kernel_config,
-                )
-        except PapermillExecutionError as err:
-            bar.close()
-            index = _source_cell_index(source_nb, err)
-            raise NotebookFailed(path.name, index, err.source, err.ename, err.evalue, scratch) from err
-        except RunAborted:
-            bar.close()
-            raise
-        except Exception as err:  # kernel died, missing kernel, timeout ...
-            bar.close()
+        if isinstance(err, PapermillExecutionError):
+            source_nb = nbformat.read(path, as_version=4)
+            raise NotebookFailed(
+                path.name, _source_cell_index(source_nb, err), err.source, err.ename, err.evalue, scratch
+            ) from err
+        if err is not None:  # kernel died, missing kernel, timeout ...
+            if isinstance(err, RunAborted):
+                raise err
             first_line = (str(err).strip().splitlines() or [""])[0]
             raise NotebookFailed(path.name, None, "", type(err).__name__, first_line, scratch) from err
-        seconds[stem] = round(time.perf_counter() - start, 3)
-        after = _snapshot(stage_figs)
-        for name, digest in after.items():
-            if before.get(name) != digest:
-                if name in produced and produced[name] != stem:
-                    bar.close()
-                    clash = f"figure {name} was already written by {produced[name]}; give each figure a unique name"
+        result, seconds[stem] = outcome
+        for figure in sorted((scratch / "by-notebook" / stem).rglob("*")):
+            if not figure.is_file():
+                continue
+            name = figure.relative_to(scratch / "by-notebook" / stem)
+            if figure.suffix in FIGURE_SUFFIXES and len(name.parts) == 1:
+                if name.name in produced:
+                    clash = (
+                        f"figure {name.name} was already written by {produced[name.name]}; "
+                        "give each figure a unique name"
+                    )
                     raise NotebookFailed(path.name, None, "", "DuplicateFigure", clash, scratch)
-                produced[name] = stem
-        _restore_cell_ids(result, source_nb)
+                produced[name.name] = stem
+            (stage_figs / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(figure), stage_figs / name)
+        _restore_cell_ids(result, nbformat.read(path, as_version=4))
+        out_path = stage_nbs / path.name
         _write_notebook(clean_notebook(result), out_path)
         executed[stem] = out_path
+        bar.update(1)
         if progress:
             tqdm.write(f"{path.name}: ok in {seconds[stem]:.1f} s", file=sys.stderr)
-    bar.close()
+
+    try:
+        with _environ(**parent_env):
+            _run_side_by_side(start_order or selected, execute, jobs, done)
+    finally:
+        bar.close()
+    order = {path.stem: i for path, i in index.items()}
+    seconds = dict(sorted(seconds.items(), key=lambda kv: order[kv[0]]))
+    executed = dict(sorted(executed.items(), key=lambda kv: order[kv[0]]))
     return produced, seconds, executed
 
 
@@ -794,7 +877,7 @@ class _AbortOnSignals:
     """SIGINT and SIGTERM abort the run by raising :class:`RunAborted` in the main thread.
 
     nbclient would install its own handlers and swallow the signal; notebooks therefore run in a
-    worker thread (:func:`_execute_abortable`), where it cannot. Inside :meth:`deferred` a signal
+    worker thread (:func:`_run_side_by_side`), where it cannot. Inside :meth:`deferred` a signal
     is only recorded and :meth:`check` raises it at a safe point.
     """
 
@@ -835,21 +918,23 @@ class _AbortOnSignals:
 
 
 _KERNELS: "weakref.WeakSet[Any]" = weakref.WeakSet()
-_KERNEL_MANAGER: list[type] = []
 
 
-def _tracked_kernel_manager() -> type:
-    """jupyter_client's kernel manager, remembering each instance so an abort can kill its kernel."""
-    if not _KERNEL_MANAGER:
-        from jupyter_client.manager import AsyncKernelManager
+def _kernel_manager(env: dict[str, str], cwd: Path) -> type:
+    """jupyter_client's kernel manager for one notebook: its kernel starts in ``cwd`` with ``env`` on
+    top of this process's environment (set per kernel, not through ``os.environ`` or ``os.chdir``,
+    which notebooks running side by side would share), and each instance is remembered so an
+    abort can kill its kernel."""
+    from jupyter_client.manager import AsyncKernelManager
 
-        class TrackedKernelManager(AsyncKernelManager):
-            def __init__(self, *args: Any, **kwargs: Any) -> None:
-                super().__init__(*args, **kwargs)
-                _KERNELS.add(self)
+    class NotebookKernelManager(AsyncKernelManager):
+        async def start_kernel(self, **kw: Any) -> None:
+            kw["env"] = {**kw.get("env", os.environ), **env}
+            kw.setdefault("cwd", str(cwd))
+            _KERNELS.add(self)
+            return await super().start_kernel(**kw)
 
-        _KERNEL_MANAGER.append(TrackedKernelManager)
-    return _KERNEL_MANAGER[0]
+    return NotebookKernelManager
 
 
 def _kill_kernels() -> None:
@@ -859,31 +944,45 @@ def _kill_kernels() -> None:
             process.kill()
 
 
-def _execute_abortable(execute: Any, **kwargs: Any) -> Any:
-    """``execute(**kwargs)`` in a worker thread; the main thread waits where signals reach it, and on
-    :class:`RunAborted` (or any exception) kills the kernels and lets the worker finish."""
-    box: dict[str, Any] = {}
-    finished = threading.Event()  # not Thread.join: a join interrupted by a signal marks a running thread stopped
+def _run_side_by_side(items: Sequence[Any], work: Any, jobs: int, done: Any) -> None:
+    """``work(item)`` for each item in up to ``jobs`` worker threads, started in order; ``done(item,
+    result, error)`` in this thread as each finishes. If ``done`` raises (a failed notebook) or a
+    signal does (:class:`RunAborted`), nothing more starts, the running kernels are killed, and the
+    exception propagates once the workers have finished (at most 30 s). Workers run papermill in
+    threads because nbclient would otherwise install its own signal handlers and swallow the signal;
+    this thread waits on a queue, where signals reach it."""
+    finished: queue.Queue = queue.Queue()
+    pending, running = list(items), 0
 
-    def work() -> None:
+    def worker(item: Any) -> None:
         try:
-            box["result"] = execute(**kwargs)
-        except BaseException as exc:  # handed to the main thread
-            box["error"] = exc
-        finally:
-            finished.set()
+            finished.put((item, work(item), None))
+        except BaseException as exc:  # handed to the calling thread
+            finished.put((item, None, exc))
 
-    threading.Thread(target=work, name="dlmpaper-notebook", daemon=True).start()
     try:
-        while not finished.wait(0.1):
-            pass
+        while pending or running:
+            while pending and running < jobs:
+                threading.Thread(target=worker, args=(pending.pop(0),), name="dlmpaper-notebook", daemon=True).start()
+                running += 1
+            while True:  # not Queue.get() without a timeout: a signal must reach this thread
+                try:
+                    item, result, error = finished.get(timeout=0.1)
+                    break
+                except queue.Empty:
+                    continue
+            running -= 1
+            done(item, result, error)
     except BaseException:
         _kill_kernels()
-        finished.wait(30)  # papermill restores the working directory and closes its channels
+        deadline = time.monotonic() + 30  # papermill restores its state and closes its channels
+        while running and time.monotonic() < deadline:
+            try:
+                finished.get(timeout=0.1)
+                running -= 1
+            except queue.Empty:
+                pass
         raise
-    if "error" in box:
-        raise box["error"]
-    return box["result"]
 
 
 def _remove_stale_scratch(parent: Path) -> list[Path]:
@@ -946,7 +1045,7 @@ def _publish(
     stage_figs: Path,
     produced: dict[str, str],
     manifest: dict,
-    seconds: dict[str, float],
+    timing: dict,
     full_run: bool,
     notebooks: dict[Path, Path] | None = None,
     before_commit: Any = None,
@@ -962,11 +1061,11 @@ def _publish(
     for name, entry in old.get("figures", {}).items():
         if name in manifest["figures"] or "/" in name or "\\" in name or not name.endswith(FIGURE_SUFFIXES):
             continue
-        if (full_run or entry.get("notebook") in seconds) and (fig_dir / name).exists():
+        if (full_run or entry.get("notebook") in timing["notebooks"]) and (fig_dir / name).exists():
             changes.append((fig_dir / name, None))
     with tempfile.TemporaryDirectory(prefix="dlmpaper-publish-") as tmp:
         _write_json(Path(tmp) / FIGURES_MANIFEST_NAME, manifest)
-        _write_json(Path(tmp) / TIMINGS_NAME, {"notebooks": seconds, "total": round(sum(seconds.values()), 3)})
+        _write_json(Path(tmp) / TIMINGS_NAME, timing)
         changes += [
             (fig_dir / FIGURES_MANIFEST_NAME, Path(tmp) / FIGURES_MANIFEST_NAME),
             (fig_dir / TIMINGS_NAME, Path(tmp) / TIMINGS_NAME),
@@ -1034,6 +1133,13 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="where the temporary run folder is made (default: system temp); kept after a failure",
     )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="notebooks executed at once (default: one per core on cpu, 1 on a GPU; results do not depend on it)",
+    )
     p.add_argument("--kernel", default="python3", help="Jupyter kernel name (python3 = this interpreter)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -1060,13 +1166,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress=not args.quiet,
             device_map=args.device_map,
             max_memory=args.max_memory,
+            jobs=args.jobs,
         )
     except ReproduceError as err:
         print(f"dlmpaper.reproduce: error: {err}", file=sys.stderr)
         return err.exit_code
     total = sum(result.seconds.values())
     print(
-        f"{len(result.notebooks)} notebooks, {len(result.figures)} figures in {total:.1f} s; "
+        f"{len(result.notebooks)} notebooks, {len(result.figures)} figures in {result.wall_seconds:.1f} s "
+        f"({total:.1f} s of notebook time); "
         f"manifest: {result.manifest}",
         file=sys.stderr,
     )

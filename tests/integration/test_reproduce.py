@@ -88,6 +88,12 @@ def _make_notebooks(nb_dir: Path) -> None:
             new_code_cell(
                 f"import os, sys\nassert os.path.realpath(sys.executable) == {os.path.realpath(sys.executable)!r}"
             ),
+            # Set per kernel, not through os.environ / os.chdir: the two notebooks run side by side.
+            new_code_cell(
+                "assert os.environ['DLMPAPER_NOTEBOOK'] == '01_beta', os.environ['DLMPAPER_NOTEBOOK']\n"
+                "assert os.environ['DLMPAPER_FIGURES'].endswith('01_beta')\n"
+                "assert os.path.basename(os.getcwd()) == 'notebooks', os.getcwd()"
+            ),
         ],
     )
 
@@ -112,7 +118,11 @@ def published(tmp_path_factory):
     _make_notebooks(root / "notebooks")
     (root / "scratch").mkdir()
     result = reproduce.run(
-        notebooks_dir=root / "notebooks", figures_dir=root / "figures", scratch_dir=root / "scratch", progress=False
+        notebooks_dir=root / "notebooks",
+        figures_dir=root / "figures",
+        scratch_dir=root / "scratch",
+        progress=False,
+        jobs=2,  # side by side, whatever the machine's core count
     )
     return root, result
 
@@ -151,7 +161,8 @@ def test_run_writes_figures_manifest_and_timings(published):
     assert "toy/embedded" in manifest["run"]["models"]
     assert "seconds" not in json.dumps(manifest)  # wall times live in TIMINGS.json only
     timings = json.loads((figs / TIMINGS_NAME).read_text())
-    assert set(timings["notebooks"]) == {"00_alpha", "01_beta"}
+    assert list(timings["notebooks"]) == ["00_alpha", "01_beta"] and timings["jobs"] == 2
+    assert 0 < timings["wall"] and result.wall_seconds == timings["wall"]
     assert list((root / "scratch").iterdir()) == []  # scratch removed after success
 
 
@@ -191,7 +202,9 @@ def test_second_run_is_byte_identical(published, tmp_path):
     root, _ = published
     repo = _repo_copy(root, tmp_path)
     before = _snapshot(repo)
-    reproduce.run(notebooks_dir=repo / "notebooks", figures_dir=repo / "figures", scratch_dir=tmp_path, progress=False)
+    reproduce.run(  # one at a time this time: the same bytes as side by side
+        notebooks_dir=repo / "notebooks", figures_dir=repo / "figures", scratch_dir=tmp_path, progress=False, jobs=1
+    )
     after = _snapshot(repo)
     assert sorted(after) == sorted(before)
     for name in before:
@@ -222,6 +235,8 @@ def test_failing_notebook_leaves_previous_state_and_names_cell(published, tmp_pa
             "--seed",
             "7",
             "--quiet",
+            "--jobs",
+            "1",
             "--scratch-dir",
             str(scratch),
             "--notebooks-dir",
@@ -259,6 +274,7 @@ def test_failure_stops_at_first_failing_notebook(published, tmp_path):
             figures_dir=repo / "figures",
             scratch_dir=tmp_path,
             progress=False,
+            jobs=1,
         )
     failure = info.value
     assert failure.notebook == "02_fail.ipynb" and failure.cell_index == 1
@@ -266,6 +282,45 @@ def test_failure_stops_at_first_failing_notebook(published, tmp_path):
     kept = sorted(p.name for p in (failure.scratch / "notebooks").iterdir())
     assert kept == ["02_fail.ipynb"]  # 03_after never ran
     assert not list((failure.scratch / "figures").glob("*.pdf"))
+
+
+def test_failure_side_by_side_kills_the_other_kernel(published, tmp_path):
+    root, _ = published
+    repo = _repo_copy(root, tmp_path / "repo")
+    marker = tmp_path / "slow-finished"
+    _write(repo / "notebooks", "02_fail.ipynb", [_params_cell(), new_code_cell("import time\ntime.sleep(2)\n1 / 0")])
+    _write(
+        repo / "notebooks",
+        "03_slow.ipynb",
+        [
+            _params_cell(),
+            new_code_cell(f"import pathlib, time\ntime.sleep(120)\npathlib.Path({str(marker)!r}).touch()"),
+        ],
+    )
+    before = _snapshot(repo)
+    with pytest.raises(NotebookFailed) as info:
+        reproduce.run(
+            notebooks=["02", "03"],
+            notebooks_dir=repo / "notebooks",
+            figures_dir=repo / "figures",
+            scratch_dir=tmp_path,
+            progress=False,
+            jobs=2,
+        )
+    assert info.value.notebook == "02_fail.ipynb" and info.value.ename == "ZeroDivisionError"
+    assert not marker.exists()  # 03_slow was running and was killed, not waited for
+    assert _snapshot(repo) == before
+
+
+def test_jobs_validated_and_start_order(tmp_path):
+    with pytest.raises(PreflightError, match="jobs must be a positive int"):
+        reproduce.run(jobs=0, notebooks_dir=tmp_path, figures_dir=tmp_path, progress=False)
+    paths = [tmp_path / f"0{i}_n.ipynb" for i in range(4)]
+    assert reproduce._start_order(paths, tmp_path, 1) == paths  # one at a time: notebook order
+    assert reproduce._start_order(paths, tmp_path, 2) == paths[::-1]  # no timings yet
+    (tmp_path / TIMINGS_NAME).write_text(json.dumps({"notebooks": {"00_n": 5, "01_n": 50, "02_n": 1}}))
+    assert [p.stem for p in reproduce._start_order(paths, tmp_path, 2)] == ["03_n", "01_n", "00_n", "02_n"]
+    assert reproduce.default_jobs("cuda", 6) == 1 and 1 <= reproduce.default_jobs("cpu", 6) <= 6
 
 
 # ----------------------------------------------------------------------------- preflight
@@ -530,7 +585,7 @@ def test_subset_manifest_merges_and_stale_figures_are_removed(tmp_path):
     manifest = reproduce._build_manifest(figs, stage, {"new_b.pdf": "01_b"}, selected, params, full_run=False)
     assert set(manifest["figures"]) == {"a.pdf", "new_b.pdf"}  # 00_a kept, 01_b replaced
     assert manifest["notebooks"]["01_b"]["figures"] == ["new_b.pdf"]
-    reproduce._publish(figs, stage, {"new_b.pdf": "01_b"}, manifest, {"01_b": 1.0}, full_run=False)
+    reproduce._publish(figs, stage, {"new_b.pdf": "01_b"}, manifest, {"notebooks": {"01_b": 1.0}}, full_run=False)
     assert sorted(p.name for p in figs.iterdir()) == [FIGURES_MANIFEST_NAME, TIMINGS_NAME, "a.pdf", "new_b.pdf"]
     assert (figs / "new_b.pdf").read_bytes() == b"NEW"
 
